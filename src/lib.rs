@@ -1,0 +1,15 @@
+//! Lucent: an on-premise AI imaging appliance in one binary.
+//!
+//! Layers, top to bottom (see ARCHITECTURE.md):
+//! - [`cli`]: the command line; [`server`]: `serve` wiring and shutdown;
+//! - [`web`]: HTTP (health now, the staff UI later);
+//! - [`dicom`]: the DICOM network node (associations, DIMSE, Storage SCP);
+//! - [`store`]: SQLite index and durable instance files; the only module that writes SQL;
+//! - [`config`]: typed configuration.
+
+pub mod cli;
+pub mod config;
+pub mod dicom;
+pub mod server;
+pub mod store;
+pub mod web;

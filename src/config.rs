@@ -53,11 +53,7 @@ pub struct HttpConfig {
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            dicom: DicomConfig::default(),
-            storage: StorageConfig::default(),
-            http: HttpConfig::default(),
-        }
+        Config { dicom: DicomConfig::default(), storage: StorageConfig::default(), http: HttpConfig::default() }
     }
 }
 
@@ -79,44 +75,28 @@ impl Default for DicomConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig {
-            overwrite_duplicates: false,
-            min_free_mb: 1024,
-        }
+        StorageConfig { overwrite_duplicates: false, min_free_mb: 1024 }
     }
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig {
-            bind: "0.0.0.0".into(),
-            port: 8080,
-        }
+        HttpConfig { bind: "0.0.0.0".into(), port: 8080 }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("unknown key `{key}`; valid keys: {}", valid_keys().join(", "))]
     UnknownKey { key: String },
     #[error("`{key}` expects {expected}, got `{value}`")]
-    BadValue {
-        key: String,
-        expected: &'static str,
-        value: String,
-    },
+    BadValue { key: String, expected: &'static str, value: String },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -140,10 +120,7 @@ impl PeerRule {
                 return Err(format!("`{entry}`: empty host after @"));
             }
         }
-        Ok(PeerRule {
-            ae_title: ae.to_string(),
-            host,
-        })
+        Ok(PeerRule { ae_title: ae.to_string(), host })
     }
 }
 
@@ -154,13 +131,8 @@ pub fn validate_ae_title(ae: &str) -> Result<(), String> {
     if t.is_empty() || ae.len() > 16 {
         return Err(format!("AE title `{ae}` must have 1 to 16 characters"));
     }
-    if ae
-        .chars()
-        .any(|c| !c.is_ascii() || c.is_ascii_control() || c == '\\')
-    {
-        return Err(format!(
-            "AE title `{ae}` may only hold printable ASCII without backslash"
-        ));
+    if ae.chars().any(|c| !c.is_ascii() || c.is_ascii_control() || c == '\\') {
+        return Err(format!("AE title `{ae}` may only hold printable ASCII without backslash"));
     }
     Ok(())
 }
@@ -174,10 +146,7 @@ impl Config {
             PeerRule::parse(p).map_err(ConfigError::Invalid)?;
         }
         if !(16_384..=4_194_304).contains(&self.dicom.max_pdu) {
-            return bad(format!(
-                "dicom.max_pdu must be 16384..=4194304, got {}",
-                self.dicom.max_pdu
-            ));
+            return bad(format!("dicom.max_pdu must be 16384..=4194304, got {}", self.dicom.max_pdu));
         }
         if self.dicom.max_associations == 0 {
             return bad("dicom.max_associations must be at least 1".into());
@@ -185,10 +154,7 @@ impl Config {
         if self.dicom.idle_timeout_secs == 0 {
             return bad("dicom.idle_timeout_secs must be at least 1".into());
         }
-        for (key, addr) in [
-            ("dicom.bind", &self.dicom.bind),
-            ("http.bind", &self.http.bind),
-        ] {
+        for (key, addr) in [("dicom.bind", &self.dicom.bind), ("http.bind", &self.http.bind)] {
             if addr.parse::<IpAddr>().is_err() {
                 return bad(format!("{key} must be an IP address, got `{addr}`"));
             }
@@ -248,10 +214,8 @@ pub fn write_default_if_missing(data_dir: &Path) -> Result<bool, ConfigError> {
 pub fn set(data_dir: &Path, key: &str, raw: &str) -> Result<Config, ConfigError> {
     let (section, name) = split_key(key)?;
     let defaults = toml::Value::try_from(Config::default()).expect("config serialises");
-    let template = defaults
-        .get(section)
-        .and_then(|s| s.get(name))
-        .ok_or_else(|| ConfigError::UnknownKey { key: key.into() })?;
+    let template =
+        defaults.get(section).and_then(|s| s.get(name)).ok_or_else(|| ConfigError::UnknownKey { key: key.into() })?;
     let item = parse_like(template, raw).ok_or_else(|| ConfigError::BadValue {
         key: key.into(),
         expected: type_name(template),
@@ -264,12 +228,9 @@ pub fn set(data_dir: &Path, key: &str, raw: &str) -> Result<Config, ConfigError>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => DEFAULT_TOML.to_string(),
         Err(source) => return Err(ConfigError::Read { path, source }),
     };
-    let mut doc: toml_edit::DocumentMut =
-        text.parse()
-            .map_err(|e: toml_edit::TomlError| ConfigError::Parse {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| ConfigError::Parse { path: path.clone(), message: e.to_string() })?;
     if !doc.contains_table(section) {
         doc[section] = toml_edit::table();
     }
@@ -327,17 +288,9 @@ fn parse_like(template: &toml::Value, raw: &str) -> Option<toml_edit::Value> {
             let raw = raw.trim();
             let items: Vec<String> = if raw.starts_with('[') {
                 let parsed: toml::Value = toml::from_str(&format!("v = {raw}")).ok()?;
-                parsed
-                    .get("v")?
-                    .as_array()?
-                    .iter()
-                    .map(|v| v.as_str().map(str::to_string))
-                    .collect::<Option<_>>()?
+                parsed.get("v")?.as_array()?.iter().map(|v| v.as_str().map(str::to_string)).collect::<Option<_>>()?
             } else {
-                raw.split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
+                raw.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
             };
             Some(toml_edit::Value::Array(items.into_iter().collect()))
         }
@@ -347,10 +300,7 @@ fn parse_like(template: &toml::Value, raw: &str) -> Option<toml_edit::Value> {
 
 fn write_atomic(path: &Path, text: &str) -> Result<(), ConfigError> {
     let tmp = path.with_extension("toml.tmp");
-    let werr = |source| ConfigError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
+    let werr = |source| ConfigError::Write { path: path.to_path_buf(), source };
     std::fs::write(&tmp, text).map_err(werr)?;
     std::fs::rename(&tmp, path).map_err(werr)
 }
@@ -371,46 +321,29 @@ mod tests {
         write_default_if_missing(dir.path()).unwrap();
         let cfg = set(dir.path(), "dicom.port", "4242").unwrap();
         assert_eq!(cfg.dicom.port, 4242);
-        assert_eq!(
-            Config::load(dir.path()).unwrap().get("dicom.port").unwrap(),
-            "4242"
-        );
+        assert_eq!(Config::load(dir.path()).unwrap().get("dicom.port").unwrap(), "4242");
         let text = std::fs::read_to_string(dir.path().join(CONFIG_FILE)).unwrap();
         assert!(text.contains("# Our own Application Entity title"));
-        let cfg = set(
-            dir.path(),
-            "dicom.allowed_peers",
-            "MODALITY1, PACS@10.0.0.5",
-        )
-        .unwrap();
+        let cfg = set(dir.path(), "dicom.allowed_peers", "MODALITY1, PACS@10.0.0.5").unwrap();
         assert_eq!(cfg.dicom.allowed_peers, vec!["MODALITY1", "PACS@10.0.0.5"]);
     }
 
     #[test]
     fn unknown_key_names_valid_keys() {
         let dir = tempfile::tempdir().unwrap();
-        let err = set(dir.path(), "dicom.colour", "blue")
-            .unwrap_err()
-            .to_string();
+        let err = set(dir.path(), "dicom.colour", "blue").unwrap_err().to_string();
         assert!(err.contains("unknown key `dicom.colour`"), "{err}");
-        assert!(
-            err.contains("dicom.ae_title") && err.contains("storage.min_free_mb"),
-            "{err}"
-        );
+        assert!(err.contains("dicom.ae_title") && err.contains("storage.min_free_mb"), "{err}");
     }
 
     #[test]
     fn bad_values_name_the_expected_type() {
         let dir = tempfile::tempdir().unwrap();
-        let err = set(dir.path(), "dicom.port", "eleven")
-            .unwrap_err()
-            .to_string();
+        let err = set(dir.path(), "dicom.port", "eleven").unwrap_err().to_string();
         assert!(err.contains("a non-negative integer"), "{err}");
         let err = set(dir.path(), "dicom.ae_title", "THIS_TITLE_IS_WAY_TOO_LONG").unwrap_err();
         assert!(err.to_string().contains("1 to 16 characters"), "{err}");
-        let err = set(dir.path(), "dicom.max_pdu", "100")
-            .unwrap_err()
-            .to_string();
+        let err = set(dir.path(), "dicom.max_pdu", "100").unwrap_err().to_string();
         assert!(err.contains("dicom.max_pdu"), "{err}");
         // The file is untouched by a rejected set.
         assert!(!dir.path().join(CONFIG_FILE).exists());
@@ -418,13 +351,7 @@ mod tests {
 
     #[test]
     fn peer_rules_parse() {
-        assert_eq!(
-            PeerRule::parse("CT1").unwrap(),
-            PeerRule {
-                ae_title: "CT1".into(),
-                host: None
-            }
-        );
+        assert_eq!(PeerRule::parse("CT1").unwrap(), PeerRule { ae_title: "CT1".into(), host: None });
         let r = PeerRule::parse("CT1@127.0.0.1").unwrap();
         assert_eq!(r.host.as_deref(), Some("127.0.0.1"));
         assert!(PeerRule::parse("@host").is_err());

@@ -29,8 +29,7 @@ pub fn policy(cfg: &Config) -> Policy {
 }
 
 pub async fn serve(data_dir: &Path, overrides: Overrides) -> anyhow::Result<()> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     if config::write_default_if_missing(data_dir)? {
         tracing::info!(dir = %data_dir.display(), "first run: wrote the default configuration");
     }
@@ -51,9 +50,8 @@ pub async fn serve(data_dir: &Path, overrides: Overrides) -> anyhow::Result<()> 
     let shutdown = CancellationToken::new();
     let listener = dicom::Listener::bind(&cfg.dicom, store.clone()).await?;
     let http_addr = format!("{}:{}", cfg.http.bind, cfg.http.port);
-    let http = tokio::net::TcpListener::bind(&http_addr)
-        .await
-        .with_context(|| format!("cannot listen on {http_addr}"))?;
+    let http =
+        tokio::net::TcpListener::bind(&http_addr).await.with_context(|| format!("cannot listen on {http_addr}"))?;
     let state = web::AppState {
         data_dir: data_dir.to_path_buf(),
         dicom_up: listener.up.clone(),
@@ -79,9 +77,7 @@ pub async fn serve(data_dir: &Path, overrides: Overrides) -> anyhow::Result<()> 
     // Last reference: joins the index writer, which checkpoints the WAL.
     match Arc::try_unwrap(store) {
         Ok(store) => drop(store),
-        Err(_) => tracing::warn!(
-            "storage still in use at shutdown; the index writer stops with the process"
-        ),
+        Err(_) => tracing::warn!("storage still in use at shutdown; the index writer stops with the process"),
     }
     run.finish()?;
     tracing::info!("shut down cleanly");
@@ -97,7 +93,10 @@ async fn recover(store: &Arc<Store>, since: u64) -> anyhow::Result<()> {
         let (mut indexed, mut removed) = (0, 0);
         for rel in &orphans {
             let path = store.root().join(rel);
-            match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| dicom::instance::from_part10(b, "").map_err(|e| e.to_string())) {
+            match std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| dicom::instance::from_part10(b, "").map_err(|e| e.to_string()))
+            {
                 Ok(inst) => {
                     store.index_existing(rel, inst.attrs)?;
                     indexed += 1;

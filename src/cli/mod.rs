@@ -30,12 +30,7 @@ pub struct Cli {
 #[derive(Args, Clone)]
 struct DataDir {
     /// Data directory: database, files, configuration.
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "LUCENT_DATA_DIR",
-        default_value = "./lucent-data"
-    )]
+    #[arg(long, value_name = "DIR", env = "LUCENT_DATA_DIR", default_value = "./lucent-data")]
     data_dir: PathBuf,
 }
 
@@ -132,8 +127,7 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("LUCENT_LOG").unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LUCENT_LOG").unwrap_or_else(|_| "info".into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -143,21 +137,9 @@ fn init_logging() {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve {
-            dir,
-            dicom_port,
-            http_port,
-        } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(server::serve(
-                &dir.data_dir,
-                Overrides {
-                    dicom_port,
-                    http_port,
-                },
-            ))?;
+        Command::Serve { dir, dicom_port, http_port } => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(server::serve(&dir.data_dir, Overrides { dicom_port, http_port }))?;
             rt.shutdown_timeout(std::time::Duration::from_secs(5));
         }
         Command::Init { dir } => {
@@ -169,11 +151,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!(
                 "initialised {} ({})",
                 d.display(),
-                if wrote {
-                    "new configuration written"
-                } else {
-                    "existing configuration kept"
-                }
+                if wrote { "new configuration written" } else { "existing configuration kept" }
             );
         }
         Command::Config { action } => match action {
@@ -199,9 +177,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Import { dir, paths } => return transfer::import(&dir.data_dir, &paths),
-        Command::Export { dir, out, study } => {
-            transfer::export(&dir.data_dir, &out, study.as_deref())?
-        }
+        Command::Export { dir, out, study } => transfer::export(&dir.data_dir, &out, study.as_deref())?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -25,10 +25,7 @@ pub fn import(data_dir: &Path, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
         if !p.exists() {
             anyhow::bail!("{} does not exist", p.display());
         }
-        for entry in walkdir::WalkDir::new(p)
-            .follow_links(true)
-            .sort_by_file_name()
-        {
+        for entry in walkdir::WalkDir::new(p).follow_links(true).sort_by_file_name() {
             let entry = entry.with_context(|| format!("cannot walk {}", p.display()))?;
             if entry.file_type().is_file() {
                 files.push(entry.into_path());
@@ -37,8 +34,7 @@ pub fn import(data_dir: &Path, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     }
     let bar = ProgressBar::new(files.len() as u64);
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} files, {per_sec}, eta {eta}")
-            .expect("valid template"),
+        ProgressStyle::with_template("{bar:40} {pos}/{len} files, {per_sec}, eta {eta}").expect("valid template"),
     );
     let next = AtomicUsize::new(0);
     let (imported, duplicates) = (AtomicUsize::new(0), AtomicUsize::new(0));
@@ -56,10 +52,10 @@ pub fn import(data_dir: &Path, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 match prepared {
                     Err(reason) => rejected.lock().unwrap().push((path.clone(), reason)),
                     Ok(inst) => match store.put(&inst) {
-                        Ok(PutOutcome::Duplicate) => {
-                            drop(duplicates.fetch_add(1, Ordering::Relaxed))
+                        Ok(PutOutcome::Duplicate) => drop(duplicates.fetch_add(1, Ordering::Relaxed)),
+                        Ok(_) => {
+                            imported.fetch_add(1, Ordering::Relaxed);
                         }
-                        Ok(_) => drop(imported.fetch_add(1, Ordering::Relaxed)),
                         Err(e) if e.is_out_of_space() => {
                             *fatal.lock().unwrap() = Some(anyhow::anyhow!("stopped: {e}"));
                             next.store(files.len(), Ordering::Relaxed);
@@ -86,35 +82,23 @@ pub fn import(data_dir: &Path, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     if let Some(e) = fatal.into_inner().unwrap() {
         return Err(e);
     }
-    Ok(if rejected.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(2)
-    })
+    Ok(if rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
 
 pub fn export(data_dir: &Path, out: &Path, study: Option<&str>) -> anyhow::Result<()> {
     let reader = Reader::open(data_dir)?;
     let instances = reader.instances(study)?;
     if instances.is_empty() {
-        anyhow::bail!(
-            "no instances{}",
-            study.map(|s| format!(" for study {s}")).unwrap_or_default()
-        );
+        anyhow::bail!("no instances{}", study.map(|s| format!(" for study {s}")).unwrap_or_default());
     }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let bar = ProgressBar::new(instances.len() as u64);
     for inst in &instances {
         let dest = out.join(format!("{}.dcm", inst.sop_uid));
-        std::fs::copy(reader.file_path(inst), &dest)
-            .with_context(|| format!("cannot write {}", dest.display()))?;
+        std::fs::copy(reader.file_path(inst), &dest).with_context(|| format!("cannot write {}", dest.display()))?;
         bar.inc(1);
     }
     bar.finish_and_clear();
-    println!(
-        "exported {} instances to {}",
-        instances.len(),
-        out.display()
-    );
+    println!("exported {} instances to {}", instances.len(), out.display());
     Ok(())
 }

@@ -42,13 +42,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, admit
         Ok(outcome) => outcome,
         Err(e) => {
             if let Some(reason) = e.abort_reason() {
-                let _ = pdu::write(
-                    &mut wr,
-                    &Pdu::AbortRQ {
-                        source: AbortRQSource::ServiceProvider(reason),
-                    },
-                )
-                .await;
+                let _ = pdu::write(&mut wr, &Pdu::AbortRQ { source: AbortRQSource::ServiceProvider(reason) }).await;
             }
             format!("aborted: {e}")
         }
@@ -119,18 +113,12 @@ where
         .await?
         .ok_or_else(|| AssocError::Protocol("closed before A-ASSOCIATE-RQ".into()))?;
     if first.pdu_type != pdu::PDU_ASSOCIATE_RQ {
-        return Err(AssocError::Protocol(format!(
-            "expected A-ASSOCIATE-RQ, got PDU type 0x{:02X}",
-            first.pdu_type
-        )));
+        return Err(AssocError::Protocol(format!("expected A-ASSOCIATE-RQ, got PDU type 0x{:02X}", first.pdu_type)));
     }
     let rq = match pdu::decode(&first)? {
         Pdu::AssociationRQ(rq) => rq,
         other => {
-            return Err(AssocError::Protocol(format!(
-                "expected A-ASSOCIATE-RQ, got {}",
-                other.short_description()
-            )))
+            return Err(AssocError::Protocol(format!("expected A-ASSOCIATE-RQ, got {}", other.short_description())))
         }
     };
     summary.calling_ae = rq.calling_ae_title.trim().to_string();
@@ -180,20 +168,9 @@ where
     let mut pending: Option<Pending> = None;
     let mut buf = Vec::new();
     loop {
-        let raw = match read_pdu(
-            rd,
-            shared.settings.max_pdu,
-            shared.idle_timeout,
-            std::mem::take(&mut buf),
-        )
-        .await?
-        {
+        let raw = match read_pdu(rd, shared.settings.max_pdu, shared.idle_timeout, std::mem::take(&mut buf)).await? {
             Some(raw) => raw,
-            None => {
-                return Err(AssocError::Protocol(
-                    "connection closed without A-RELEASE".into(),
-                ))
-            }
+            None => return Err(AssocError::Protocol("connection closed without A-RELEASE".into())),
         };
         match raw.pdu_type {
             pdu::PDU_P_DATA => {}
@@ -207,65 +184,45 @@ where
             }
             pdu::PDU_ABORT => return Err(AssocError::PeerAborted),
             other => {
-                return Err(AssocError::Protocol(format!(
-                    "unexpected PDU type 0x{other:02X} during the association"
-                )))
+                return Err(AssocError::Protocol(format!("unexpected PDU type 0x{other:02X} during the association")))
             }
         }
         let mut ready: Option<Pending> = None;
         for pdv in pdu::split_pdvs(&raw.body)? {
             let ctx = context(pdv.context_id).ok_or_else(|| {
-                AssocError::Protocol(format!(
-                    "presentation context {} was not accepted",
-                    pdv.context_id
-                ))
+                AssocError::Protocol(format!("presentation context {} was not accepted", pdv.context_id))
             })?;
             if ready.is_some() {
-                return Err(AssocError::Protocol(
-                    "data after the last fragment of a data set".into(),
-                ));
+                return Err(AssocError::Protocol("data after the last fragment of a data set".into()));
             }
             if pdv.is_command {
                 if pending.is_some() {
-                    return Err(AssocError::Protocol(
-                        "command fragment while a data set is expected".into(),
-                    ));
+                    return Err(AssocError::Protocol("command fragment while a data set is expected".into()));
                 }
                 if command_ctx.is_some_and(|c| c != ctx.id) {
-                    return Err(AssocError::Protocol(
-                        "command fragments on different contexts".into(),
-                    ));
+                    return Err(AssocError::Protocol("command fragments on different contexts".into()));
                 }
                 command_ctx = Some(ctx.id);
                 command_buf.extend_from_slice(pdv.data);
                 if command_buf.len() > 64 * 1024 {
-                    return Err(AssocError::Protocol(
-                        "command set larger than 64 KiB".into(),
-                    ));
+                    return Err(AssocError::Protocol("command set larger than 64 KiB".into()));
                 }
                 if pdv.is_last {
-                    let command = Command::decode(&command_buf)
-                        .map_err(|e| AssocError::Protocol(e.to_string()))?;
+                    let command = Command::decode(&command_buf).map_err(|e| AssocError::Protocol(e.to_string()))?;
                     command_buf.clear();
                     command_ctx = None;
                     if command.has_data_set {
-                        pending = Some(Pending {
-                            command,
-                            context: ctx,
-                            data: Vec::new(),
-                        });
+                        pending = Some(Pending { command, context: ctx, data: Vec::new() });
                     } else {
                         respond_without_data(wr, &command, &ctx, n).await?;
                     }
                 }
             } else {
-                let p = pending.as_mut().ok_or_else(|| {
-                    AssocError::Protocol("data set fragment without a command".into())
-                })?;
+                let p = pending
+                    .as_mut()
+                    .ok_or_else(|| AssocError::Protocol("data set fragment without a command".into()))?;
                 if p.context.id != ctx.id {
-                    return Err(AssocError::Protocol(
-                        "data set fragment on another presentation context".into(),
-                    ));
+                    return Err(AssocError::Protocol("data set fragment on another presentation context".into()));
                 }
                 if p.data.is_empty() {
                     p.data.reserve(raw.body.len().max(64 * 1024));
@@ -308,35 +265,25 @@ async fn respond_without_data<W: AsyncWrite + Unpin>(
             error_comment: None,
         },
         other => {
-            return Err(AssocError::Protocol(format!(
-                "command 0x{other:04X} without a data set is not supported"
-            )))
+            return Err(AssocError::Protocol(format!("command 0x{other:04X} without a data set is not supported")))
         }
     };
     pdu::write_command(wr, ctx.id, &resp.encode(), n.peer_max_pdu).await?;
     Ok(())
 }
 
-async fn handle_data_set(
-    p: Pending,
-    shared: &Shared,
-    calling_ae: &str,
-) -> Result<Response, AssocError> {
+async fn handle_data_set(p: Pending, shared: &Shared, calling_ae: &str) -> Result<Response, AssocError> {
     if p.command.command_field != dimse::C_STORE_RQ {
-        return Err(AssocError::Protocol(format!(
-            "command 0x{:04X} is not supported",
-            p.command.command_field
-        )));
+        return Err(AssocError::Protocol(format!("command 0x{:04X} is not supported", p.command.command_field)));
     }
     let store = shared.store.clone();
     let calling_ae = calling_ae.to_string();
     let command = p.command.clone();
     let context = p.context.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        store_scp::handle(&store, &command, &context, p.data, &calling_ae)
-    })
-    .await
-    .unwrap_or_else(|e| store_scp::Outcome::internal(format!("storage task failed: {e}")));
+    let outcome =
+        tokio::task::spawn_blocking(move || store_scp::handle(&store, &command, &context, p.data, &calling_ae))
+            .await
+            .unwrap_or_else(|e| store_scp::Outcome::internal(format!("storage task failed: {e}")));
     Ok(Response {
         command_field: dimse::C_STORE_RSP,
         message_id_being_responded_to: p.command.message_id,

@@ -98,27 +98,15 @@ pub struct Response {
 impl Response {
     pub fn encode(&self) -> Vec<u8> {
         let mut body = Vec::with_capacity(160);
-        put_text(
-            &mut body,
-            AFFECTED_SOP_CLASS_UID,
-            &self.affected_sop_class_uid,
-            0,
-        );
+        put_text(&mut body, AFFECTED_SOP_CLASS_UID, &self.affected_sop_class_uid, 0);
         put_us(&mut body, COMMAND_FIELD, self.command_field);
-        put_us(
-            &mut body,
-            MESSAGE_ID_BEING_RESPONDED_TO,
-            self.message_id_being_responded_to,
-        );
+        put_us(&mut body, MESSAGE_ID_BEING_RESPONDED_TO, self.message_id_being_responded_to);
         put_us(&mut body, COMMAND_DATA_SET_TYPE, NO_DATA_SET);
         put_us(&mut body, STATUS, self.status);
         if let Some(c) = &self.error_comment {
             // LO: at most 64 characters, space padded.
-            let c: String = c
-                .chars()
-                .filter(|c| c.is_ascii() && !c.is_ascii_control() && *c != '\\')
-                .take(64)
-                .collect();
+            let c: String =
+                c.chars().filter(|c| c.is_ascii() && !c.is_ascii_control() && *c != '\\').take(64).collect();
             put_text(&mut body, ERROR_COMMENT, &c, b' ');
         }
         if let Some(uid) = &self.affected_sop_instance_uid {
@@ -153,19 +141,14 @@ fn put_text(out: &mut Vec<u8>, element: u16, v: &str, pad: u8) {
 }
 
 fn trim_uid(v: &[u8]) -> String {
-    String::from_utf8_lossy(v)
-        .trim_end_matches(['\0', ' '])
-        .trim_start()
-        .to_string()
+    String::from_utf8_lossy(v).trim_end_matches(['\0', ' ']).trim_start().to_string()
 }
 
 fn parse_elements(bytes: &[u8]) -> Result<BTreeMap<u16, &[u8]>, CommandError> {
     let mut map = BTreeMap::new();
     let mut pos = 0usize;
     while pos < bytes.len() {
-        let header = bytes
-            .get(pos..pos + 8)
-            .ok_or(CommandError::Truncated(pos))?;
+        let header = bytes.get(pos..pos + 8).ok_or(CommandError::Truncated(pos))?;
         let group = u16::from_le_bytes([header[0], header[1]]);
         let element = u16::from_le_bytes([header[2], header[3]]);
         let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
@@ -173,10 +156,7 @@ fn parse_elements(bytes: &[u8]) -> Result<BTreeMap<u16, &[u8]>, CommandError> {
             return Err(CommandError::WrongGroup(group, element));
         }
         let start = pos + 8;
-        let value = start
-            .checked_add(len)
-            .and_then(|end| bytes.get(start..end))
-            .ok_or(CommandError::Truncated(pos))?;
+        let value = start.checked_add(len).and_then(|end| bytes.get(start..end)).ok_or(CommandError::Truncated(pos))?;
         map.insert(element, value);
         pos = start + len;
     }
@@ -189,20 +169,11 @@ mod tests {
 
     fn request(field: u16, with_data: bool) -> Vec<u8> {
         let mut body = Vec::new();
-        put_text(
-            &mut body,
-            AFFECTED_SOP_CLASS_UID,
-            "1.2.840.10008.5.1.4.1.1.2",
-            0,
-        );
+        put_text(&mut body, AFFECTED_SOP_CLASS_UID, "1.2.840.10008.5.1.4.1.1.2", 0);
         put_us(&mut body, COMMAND_FIELD, field);
         put_us(&mut body, MESSAGE_ID, 7);
         put_us(&mut body, PRIORITY, 0);
-        put_us(
-            &mut body,
-            COMMAND_DATA_SET_TYPE,
-            if with_data { 0x0000 } else { NO_DATA_SET },
-        );
+        put_us(&mut body, COMMAND_DATA_SET_TYPE, if with_data { 0x0000 } else { NO_DATA_SET });
         put_text(&mut body, AFFECTED_SOP_INSTANCE_UID, "1.2.3.4", 0);
         body
     }
@@ -220,22 +191,13 @@ mod tests {
     #[test]
     fn rejects_truncated_and_foreign_elements() {
         let full = request(C_ECHO_RQ, false);
-        assert!(matches!(
-            Command::decode(&full[..full.len() - 3]),
-            Err(CommandError::Truncated(_))
-        ));
+        assert!(matches!(Command::decode(&full[..full.len() - 3]), Err(CommandError::Truncated(_))));
         let mut wrong = full.clone();
         wrong[0] = 8;
-        assert!(matches!(
-            Command::decode(&wrong),
-            Err(CommandError::WrongGroup(8, _))
-        ));
+        assert!(matches!(Command::decode(&wrong), Err(CommandError::WrongGroup(8, _))));
         let mut huge = full;
         huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(
-            Command::decode(&huge),
-            Err(CommandError::Truncated(0))
-        ));
+        assert!(matches!(Command::decode(&huge), Err(CommandError::Truncated(0))));
     }
 
     #[test]

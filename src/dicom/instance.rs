@@ -50,32 +50,20 @@ pub fn prepare(
     let attrs = extract(&obj, ts_uid, calling_ae)?;
     if let Some((class, inst)) = expected {
         if attrs.sop_class != class {
-            return Err(InstanceError::SopClassMismatch {
-                dataset: attrs.sop_class,
-                expected: class.into(),
-            });
+            return Err(InstanceError::SopClassMismatch { dataset: attrs.sop_class, expected: class.into() });
         }
         if attrs.sop_uid != inst {
-            return Err(InstanceError::SopInstanceMismatch {
-                dataset: attrs.sop_uid,
-                expected: inst.into(),
-            });
+            return Err(InstanceError::SopInstanceMismatch { dataset: attrs.sop_uid, expected: inst.into() });
         }
     }
     let header = part10_header(&attrs.sop_class, &attrs.sop_uid, ts_uid, calling_ae);
-    Ok(NewInstance {
-        header,
-        dataset,
-        attrs,
-    })
+    Ok(NewInstance { header, dataset, attrs })
 }
 
 /// Splits a Part 10 file into its transfer syntax and data set bytes (which are kept as is).
 pub fn split_part10(mut bytes: Vec<u8>) -> Result<(String, Vec<u8>), InstanceError> {
     if bytes.len() < 132 || &bytes[128..132] != b"DICM" {
-        return Err(InstanceError::NotPart10(
-            "no DICM prefix after the 128-byte preamble".into(),
-        ));
+        return Err(InstanceError::NotPart10("no DICM prefix after the 128-byte preamble".into()));
     }
     let mut pos = 132usize;
     let mut ts = None;
@@ -89,23 +77,10 @@ pub fn split_part10(mut bytes: Vec<u8>) -> Result<(String, Vec<u8>), InstanceErr
         let vr = [h[4], h[5]];
         let (len, header_len) = if matches!(
             &vr,
-            b"OB"
-                | b"OW"
-                | b"OF"
-                | b"SQ"
-                | b"UT"
-                | b"UN"
-                | b"UC"
-                | b"UR"
-                | b"OD"
-                | b"OL"
-                | b"OV"
-                | b"SV"
-                | b"UV"
+            b"OB" | b"OW" | b"OF" | b"SQ" | b"UT" | b"UN" | b"UC" | b"UR" | b"OD" | b"OL" | b"OV" | b"SV" | b"UV"
         ) {
-            let l = bytes
-                .get(pos + 8..pos + 12)
-                .ok_or_else(|| InstanceError::NotPart10("truncated file meta".into()))?;
+            let l =
+                bytes.get(pos + 8..pos + 12).ok_or_else(|| InstanceError::NotPart10("truncated file meta".into()))?;
             (u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize, 12)
         } else {
             (u16::from_le_bytes([h[6], h[7]]) as usize, 8)
@@ -116,16 +91,11 @@ pub fn split_part10(mut bytes: Vec<u8>) -> Result<(String, Vec<u8>), InstanceErr
             .and_then(|end| bytes.get(start..end))
             .ok_or_else(|| InstanceError::NotPart10("truncated file meta".into()))?;
         if element == 0x0010 {
-            ts = Some(
-                String::from_utf8_lossy(value)
-                    .trim_end_matches(['\0', ' '])
-                    .to_string(),
-            );
+            ts = Some(String::from_utf8_lossy(value).trim_end_matches(['\0', ' ']).to_string());
         }
         pos = start + len;
     }
-    let ts =
-        ts.ok_or_else(|| InstanceError::NotPart10("file meta has no Transfer Syntax UID".into()))?;
+    let ts = ts.ok_or_else(|| InstanceError::NotPart10("file meta has no Transfer Syntax UID".into()))?;
     bytes.drain(..pos);
     Ok((ts, bytes))
 }
@@ -147,20 +117,14 @@ pub fn part10_header(sop_class: &str, sop_uid: &str, ts_uid: &str, source_ae: &s
     if !source_ae.trim().is_empty() {
         builder = builder.source_application_entity_title(source_ae.trim());
     }
-    let meta = builder
-        .build()
-        .expect("all required file meta attributes are set");
+    let meta = builder.build().expect("all required file meta attributes are set");
     let mut out = vec![0u8; 128];
     out.extend_from_slice(b"DICM");
     meta.write(&mut out).expect("writing to a Vec cannot fail");
     out
 }
 
-fn extract(
-    obj: &InMemDicomObject,
-    ts_uid: &str,
-    calling_ae: &str,
-) -> Result<InstanceAttrs, InstanceError> {
+fn extract(obj: &InMemDicomObject, ts_uid: &str, calling_ae: &str) -> Result<InstanceAttrs, InstanceError> {
     let text = |tag: Tag| -> String {
         obj.element_opt(tag)
             .ok()
@@ -240,31 +204,13 @@ mod tests {
 
     #[test]
     fn rejects_garbage_and_mismatches() {
-        let err = prepare(
-            b"\x08\x00\x05\x00garbage!".to_vec(),
-            "1.2.840.10008.1.2.1",
-            None,
-            "",
-        )
-        .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                InstanceError::Unparseable(_) | InstanceError::MissingAttribute(_)
-            ),
-            "{err}"
-        );
-        assert!(matches!(
-            prepare(vec![], "1.2.3.4.5", None, ""),
-            Err(InstanceError::UnsupportedTransferSyntax(_))
-        ));
+        let err = prepare(b"\x08\x00\x05\x00garbage!".to_vec(), "1.2.840.10008.1.2.1", None, "").unwrap_err();
+        assert!(matches!(err, InstanceError::Unparseable(_) | InstanceError::MissingAttribute(_)), "{err}");
+        assert!(matches!(prepare(vec![], "1.2.3.4.5", None, ""), Err(InstanceError::UnsupportedTransferSyntax(_))));
         let bytes = std::fs::read(format!("{SHARED}/CT_small.dcm")).unwrap();
         let (ts, ds) = split_part10(bytes).unwrap();
         let err = prepare(ds, &ts, Some(("1.2.840.10008.5.1.4.1.1.4", "x")), "").unwrap_err();
         assert!(matches!(err, InstanceError::SopClassMismatch { .. }));
-        assert!(matches!(
-            split_part10(vec![0; 200]),
-            Err(InstanceError::NotPart10(_))
-        ));
+        assert!(matches!(split_part10(vec![0; 200]), Err(InstanceError::NotPart10(_))));
     }
 }

@@ -48,19 +48,14 @@ pub async fn resolve_peers(cfg: &DicomConfig) -> anyhow::Result<Vec<AllowedPeer>
                 Err(_) => {
                     let found: Vec<_> = tokio::net::lookup_host((h.as_str(), 0))
                         .await
-                        .map_err(|e| {
-                            anyhow::anyhow!("allowed peer `{entry}`: cannot resolve {h}: {e}")
-                        })?
+                        .map_err(|e| anyhow::anyhow!("allowed peer `{entry}`: cannot resolve {h}: {e}"))?
                         .map(|a| a.ip())
                         .collect();
                     Some(found)
                 }
             },
         };
-        out.push(AllowedPeer {
-            ae_title: rule.ae_title,
-            addresses,
-        });
+        out.push(AllowedPeer { ae_title: rule.ae_title, addresses });
     }
     Ok(out)
 }
@@ -77,9 +72,7 @@ pub struct Listener {
 impl Listener {
     pub async fn bind(cfg: &DicomConfig, store: Arc<Store>) -> anyhow::Result<Listener> {
         let addr: SocketAddr = format!("{}:{}", cfg.bind, cfg.port).parse()?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         let settings = Settings {
             ae_title: cfg.ae_title.clone(),
             check_called_ae: cfg.check_called_ae,
@@ -88,11 +81,7 @@ impl Listener {
         };
         Ok(Listener {
             listener,
-            shared: Arc::new(Shared {
-                settings,
-                store,
-                idle_timeout: Duration::from_secs(cfg.idle_timeout_secs),
-            }),
+            shared: Arc::new(Shared { settings, store, idle_timeout: Duration::from_secs(cfg.idle_timeout_secs) }),
             max_associations: cfg.max_associations as usize,
             grace: Duration::from_secs(cfg.shutdown_grace_secs),
             up: Arc::new(AtomicBool::new(false)),
@@ -143,10 +132,7 @@ impl Listener {
                 grace_s = self.grace.as_secs(),
                 "waiting for associations to finish"
             );
-            let drained = tokio::time::timeout(self.grace, async {
-                while tasks.join_next().await.is_some() {}
-            })
-            .await;
+            let drained = tokio::time::timeout(self.grace, async { while tasks.join_next().await.is_some() {} }).await;
             if drained.is_err() {
                 tracing::warn!(
                     remaining = tasks.len(),

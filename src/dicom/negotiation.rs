@@ -55,26 +55,18 @@ pub struct Negotiated {
 }
 
 pub fn is_storage_sop_class(uid: &str) -> bool {
-    STORAGE_SOP_CLASSES
-        .binary_search_by(|(u, _)| (*u).cmp(uid))
-        .is_ok()
+    STORAGE_SOP_CLASSES.binary_search_by(|(u, _)| (*u).cmp(uid)).is_ok()
 }
 
 fn transfer_syntax_supported(uid: &str) -> bool {
-    TransferSyntaxRegistry
-        .get(uid)
-        .is_some_and(|ts| ts.can_decode_dataset())
+    TransferSyntaxRegistry.get(uid).is_some_and(|ts| ts.can_decode_dataset())
 }
 
 fn reject(result: AssociationRJResult, source: AssociationRJSource) -> AssociationRJ {
     AssociationRJ { result, source }
 }
 
-pub fn negotiate(
-    rq: &AssociationRQ,
-    peer: IpAddr,
-    s: &Settings,
-) -> Result<Negotiated, AssociationRJ> {
+pub fn negotiate(rq: &AssociationRQ, peer: IpAddr, s: &Settings) -> Result<Negotiated, AssociationRJ> {
     use AssociationRJResult::Permanent;
     if rq.protocol_version & 1 == 0 {
         return Err(reject(
@@ -87,33 +79,24 @@ pub fn negotiate(
     if rq.application_context_name.trim_end_matches(['\0', ' ']) != APPLICATION_CONTEXT {
         return Err(reject(
             Permanent,
-            AssociationRJSource::ServiceUser(
-                AssociationRJServiceUserReason::ApplicationContextNameNotSupported,
-            ),
+            AssociationRJSource::ServiceUser(AssociationRJServiceUserReason::ApplicationContextNameNotSupported),
         ));
     }
     if s.check_called_ae && rq.called_ae_title.trim() != s.ae_title.trim() {
         return Err(reject(
             Permanent,
-            AssociationRJSource::ServiceUser(
-                AssociationRJServiceUserReason::CalledAETitleNotRecognized,
-            ),
+            AssociationRJSource::ServiceUser(AssociationRJServiceUserReason::CalledAETitleNotRecognized),
         ));
     }
     let calling = rq.calling_ae_title.trim();
     if !s.allowed_peers.is_empty()
         && !s.allowed_peers.iter().any(|p| {
-            p.ae_title == calling
-                && p.addresses
-                    .as_ref()
-                    .is_none_or(|a| a.iter().any(|ip| same_ip(*ip, peer)))
+            p.ae_title == calling && p.addresses.as_ref().is_none_or(|a| a.iter().any(|ip| same_ip(*ip, peer)))
         })
     {
         return Err(reject(
             Permanent,
-            AssociationRJSource::ServiceUser(
-                AssociationRJServiceUserReason::CallingAETitleNotRecognized,
-            ),
+            AssociationRJSource::ServiceUser(AssociationRJServiceUserReason::CallingAETitleNotRecognized),
         ));
     }
 
@@ -122,10 +105,7 @@ pub fn negotiate(
     for pc in &rq.presentation_contexts {
         let abs = pc.abstract_syntax.trim_end_matches(['\0', ' ']);
         let (reason, ts) = if abs != VERIFICATION && !is_storage_sop_class(abs) {
-            (
-                PresentationContextResultReason::AbstractSyntaxNotSupported,
-                None,
-            )
+            (PresentationContextResultReason::AbstractSyntaxNotSupported, None)
         } else {
             match pc
                 .transfer_syntaxes
@@ -133,22 +113,12 @@ pub fn negotiate(
                 .map(|t| t.trim_end_matches(['\0', ' ']))
                 .find(|t| transfer_syntax_supported(t))
             {
-                Some(ts) => (
-                    PresentationContextResultReason::Acceptance,
-                    Some(ts.to_string()),
-                ),
-                None => (
-                    PresentationContextResultReason::TransferSyntaxesNotSupported,
-                    None,
-                ),
+                Some(ts) => (PresentationContextResultReason::Acceptance, Some(ts.to_string())),
+                None => (PresentationContextResultReason::TransferSyntaxesNotSupported, None),
             }
         };
         if let Some(ts) = &ts {
-            contexts.push(Accepted {
-                id: pc.id,
-                abstract_syntax: abs.to_string(),
-                transfer_syntax: ts.clone(),
-            });
+            contexts.push(Accepted { id: pc.id, abstract_syntax: abs.to_string(), transfer_syntax: ts.clone() });
         }
         results.push(PresentationContextResult {
             id: pc.id,
@@ -160,13 +130,7 @@ pub fn negotiate(
     let peer_max_pdu = rq
         .user_variables
         .iter()
-        .find_map(|v| {
-            if let UserVariableItem::MaxLength(l) = v {
-                Some(*l)
-            } else {
-                None
-            }
-        })
+        .find_map(|v| if let UserVariableItem::MaxLength(l) = v { Some(*l) } else { None })
         .unwrap_or(0);
     let ac = AssociationAC {
         protocol_version: 1,
@@ -180,19 +144,12 @@ pub fn negotiate(
             UserVariableItem::ImplementationVersionName(IMPLEMENTATION_VERSION_NAME.to_string()),
         ],
     };
-    Ok(Negotiated {
-        ac,
-        contexts,
-        peer_max_pdu,
-    })
+    Ok(Negotiated { ac, contexts, peer_max_pdu })
 }
 
 fn same_ip(a: IpAddr, b: IpAddr) -> bool {
     let canon = |ip: IpAddr| match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     };
     canon(a) == canon(b)
@@ -223,12 +180,7 @@ mod tests {
     }
 
     fn settings(allowed: Vec<AllowedPeer>) -> Settings {
-        Settings {
-            ae_title: "LUCENT".into(),
-            check_called_ae: true,
-            allowed_peers: allowed,
-            max_pdu: 65536,
-        }
+        Settings { ae_title: "LUCENT".into(), check_called_ae: true, allowed_peers: allowed, max_pdu: 65536 }
     }
 
     const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
@@ -239,10 +191,7 @@ mod tests {
             "CT1",
             "LUCENT",
             vec![
-                (
-                    "1.2.840.10008.5.1.4.1.1.2",
-                    vec!["1.2.3.4.5", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2"],
-                ),
+                ("1.2.840.10008.5.1.4.1.1.2", vec!["1.2.3.4.5", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2"]),
                 (VERIFICATION, vec!["1.2.840.10008.1.2"]),
                 ("1.2.840.10008.5.1.4.1.2.2.1", vec!["1.2.840.10008.1.2"]), // C-FIND model: not offered
             ],
@@ -251,20 +200,13 @@ mod tests {
         assert_eq!(n.peer_max_pdu, 16384);
         assert_eq!(n.contexts.len(), 2);
         assert_eq!(n.contexts[0].transfer_syntax, "1.2.840.10008.1.2.4.70");
-        assert_eq!(
-            n.ac.presentation_contexts[2].reason,
-            PresentationContextResultReason::AbstractSyntaxNotSupported
-        );
+        assert_eq!(n.ac.presentation_contexts[2].reason, PresentationContextResultReason::AbstractSyntaxNotSupported);
     }
 
     #[test]
     fn knows_every_storage_class_of_the_standard() {
         assert!(STORAGE_SOP_CLASSES.len() > 150);
-        for uid in [
-            "1.2.840.10008.5.1.4.1.1.2",
-            "1.2.840.10008.5.1.4.1.1.77.1.6",
-            "1.2.840.10008.5.1.4.1.1.88.33",
-        ] {
+        for uid in ["1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.77.1.6", "1.2.840.10008.5.1.4.1.1.88.33"] {
             assert!(is_storage_sop_class(uid), "{uid}");
         }
         assert!(!is_storage_sop_class("1.2.840.10008.1.3.10"));
@@ -272,43 +214,20 @@ mod tests {
 
     #[test]
     fn rejects_with_the_right_reasons() {
-        let wrong_called =
-            negotiate(&rq("CT1", "OTHER", vec![]), LOCAL, &settings(vec![])).unwrap_err();
+        let wrong_called = negotiate(&rq("CT1", "OTHER", vec![]), LOCAL, &settings(vec![])).unwrap_err();
         assert_eq!(
             wrong_called.source,
-            AssociationRJSource::ServiceUser(
-                AssociationRJServiceUserReason::CalledAETitleNotRecognized
-            )
+            AssociationRJSource::ServiceUser(AssociationRJServiceUserReason::CalledAETitleNotRecognized)
         );
-        let allowed = vec![AllowedPeer {
-            ae_title: "CT1".into(),
-            addresses: Some(vec!["10.0.0.9".parse().unwrap()]),
-        }];
-        let not_listed = negotiate(
-            &rq("MR1", "LUCENT", vec![]),
-            LOCAL,
-            &settings(allowed.clone()),
-        )
-        .unwrap_err();
+        let allowed = vec![AllowedPeer { ae_title: "CT1".into(), addresses: Some(vec!["10.0.0.9".parse().unwrap()]) }];
+        let not_listed = negotiate(&rq("MR1", "LUCENT", vec![]), LOCAL, &settings(allowed.clone())).unwrap_err();
         assert_eq!(
             not_listed.source,
-            AssociationRJSource::ServiceUser(
-                AssociationRJServiceUserReason::CallingAETitleNotRecognized
-            )
+            AssociationRJSource::ServiceUser(AssociationRJServiceUserReason::CallingAETitleNotRecognized)
         );
         assert_eq!(not_listed.result, AssociationRJResult::Permanent);
         // Right AE, wrong host.
-        assert!(negotiate(
-            &rq("CT1", "LUCENT", vec![]),
-            LOCAL,
-            &settings(allowed.clone())
-        )
-        .is_err());
-        assert!(negotiate(
-            &rq("CT1", "LUCENT", vec![]),
-            "10.0.0.9".parse().unwrap(),
-            &settings(allowed)
-        )
-        .is_ok());
+        assert!(negotiate(&rq("CT1", "LUCENT", vec![]), LOCAL, &settings(allowed.clone())).is_err());
+        assert!(negotiate(&rq("CT1", "LUCENT", vec![]), "10.0.0.9".parse().unwrap(), &settings(allowed)).is_ok());
     }
 }

@@ -34,9 +34,7 @@ impl PduError {
     pub fn abort_reason(&self) -> AbortRQServiceProviderReason {
         match self {
             PduError::UnknownType(_) => AbortRQServiceProviderReason::UnrecognizedPdu,
-            PduError::TooLong { .. } | PduError::Malformed(_) => {
-                AbortRQServiceProviderReason::InvalidPduParameter
-            }
+            PduError::TooLong { .. } | PduError::Malformed(_) => AbortRQServiceProviderReason::InvalidPduParameter,
             _ => AbortRQServiceProviderReason::ReasonNotSpecified,
         }
     }
@@ -123,24 +121,15 @@ pub fn split_pdvs(body: &[u8]) -> Result<Vec<Pdv<'_>>, PduError> {
     let mut out = Vec::with_capacity(1);
     let mut pos = 0usize;
     while pos < body.len() {
-        let h = body
-            .get(pos..pos + 6)
-            .ok_or_else(|| PduError::Malformed("truncated PDV header".into()))?;
+        let h = body.get(pos..pos + 6).ok_or_else(|| PduError::Malformed("truncated PDV header".into()))?;
         let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
         if len < 2 {
-            return Err(PduError::Malformed(format!(
-                "PDV item length {len} is too short"
-            )));
+            return Err(PduError::Malformed(format!("PDV item length {len} is too short")));
         }
         let data = body
             .get(pos + 6..pos + 4 + len)
             .ok_or_else(|| PduError::Malformed("PDV item runs past the end of the PDU".into()))?;
-        out.push(Pdv {
-            context_id: h[4],
-            is_command: h[5] & 1 == 1,
-            is_last: h[5] & 2 == 2,
-            data,
-        });
+        out.push(Pdv { context_id: h[4], is_command: h[5] & 1 == 1, is_last: h[5] & 2 == 2, data });
         pos += 4 + len;
     }
     if out.is_empty() {
@@ -157,11 +146,7 @@ pub async fn write_command<W: AsyncWrite + Unpin>(
     peer_max_pdu: u32,
 ) -> std::io::Result<()> {
     // A maximum of 0 means unlimited (PS3.8 D.1).
-    let max_data = if peer_max_pdu == 0 {
-        usize::MAX
-    } else {
-        (peer_max_pdu as usize).saturating_sub(6).max(1)
-    };
+    let max_data = if peer_max_pdu == 0 { usize::MAX } else { (peer_max_pdu as usize).saturating_sub(6).max(1) };
     let mut out = Vec::with_capacity(command.len() + 12);
     let mut chunks = command.chunks(max_data).peekable();
     while let Some(chunk) = chunks.next() {
@@ -208,24 +193,12 @@ mod tests {
     #[tokio::test]
     async fn read_raw_bounds_lengths_and_detects_truncation() {
         let absurd = [PDU_P_DATA, 0, 0xFF, 0xFF, 0xFF, 0xF0];
-        let err = read_raw(&mut &absurd[..], 65536, Vec::new())
-            .await
-            .err()
-            .unwrap();
+        let err = read_raw(&mut &absurd[..], 65536, Vec::new()).await.err().unwrap();
         assert!(matches!(err, PduError::TooLong { .. }));
         let truncated = [PDU_P_DATA, 0, 0, 0, 0, 10, 1, 2];
-        assert!(matches!(
-            read_raw(&mut &truncated[..], 65536, Vec::new()).await,
-            Err(PduError::Truncated)
-        ));
+        assert!(matches!(read_raw(&mut &truncated[..], 65536, Vec::new()).await, Err(PduError::Truncated)));
         let unknown = [0x42, 0, 0, 0, 0, 0];
-        assert!(matches!(
-            read_raw(&mut &unknown[..], 65536, Vec::new()).await,
-            Err(PduError::UnknownType(0x42))
-        ));
-        assert!(read_raw(&mut &[][..], 65536, Vec::new())
-            .await
-            .unwrap()
-            .is_none());
+        assert!(matches!(read_raw(&mut &unknown[..], 65536, Vec::new()).await, Err(PduError::UnknownType(0x42))));
+        assert!(read_raw(&mut &[][..], 65536, Vec::new()).await.unwrap().is_none());
     }
 }

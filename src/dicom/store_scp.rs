@@ -16,10 +16,7 @@ pub struct Outcome {
 
 impl Outcome {
     fn fail(status: u16, comment: impl Into<String>) -> Outcome {
-        Outcome {
-            status,
-            comment: Some(comment.into()),
-        }
+        Outcome { status, comment: Some(comment.into()) }
     }
 
     pub fn internal(comment: String) -> Outcome {
@@ -27,30 +24,16 @@ impl Outcome {
     }
 }
 
-pub fn handle(
-    store: &Store,
-    command: &Command,
-    context: &Accepted,
-    data: Vec<u8>,
-    calling_ae: &str,
-) -> Outcome {
+pub fn handle(store: &Store, command: &Command, context: &Accepted, data: Vec<u8>, calling_ae: &str) -> Outcome {
     let sop_class = command.affected_sop_class_uid.as_str();
     let sop_uid = command.affected_sop_instance_uid.as_str();
     if sop_class != context.abstract_syntax {
         return Outcome::fail(
             status::DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
-            format!(
-                "SOP class {sop_class} sent on a {} context",
-                context.abstract_syntax
-            ),
+            format!("SOP class {sop_class} sent on a {} context", context.abstract_syntax),
         );
     }
-    let prepared = match instance::prepare(
-        data,
-        &context.transfer_syntax,
-        Some((sop_class, sop_uid)),
-        calling_ae,
-    ) {
+    let prepared = match instance::prepare(data, &context.transfer_syntax, Some((sop_class, sop_uid)), calling_ae) {
         Ok(p) => p,
         Err(e @ InstanceError::SopClassMismatch { .. }) => {
             return Outcome::fail(status::DATA_SET_DOES_NOT_MATCH_SOP_CLASS, e.to_string())
@@ -61,23 +44,14 @@ pub fn handle(
         }
     };
     match store.put(&prepared) {
-        Ok(PutOutcome::Stored | PutOutcome::Replaced) => Outcome {
-            status: status::SUCCESS,
-            comment: None,
-        },
+        Ok(PutOutcome::Stored | PutOutcome::Replaced) => Outcome { status: status::SUCCESS, comment: None },
         Ok(PutOutcome::Duplicate) => {
             tracing::debug!(sop_uid, "duplicate instance: kept the stored copy");
-            Outcome {
-                status: status::SUCCESS,
-                comment: None,
-            }
+            Outcome { status: status::SUCCESS, comment: None }
         }
         Err(e) if e.is_out_of_space() => {
             tracing::warn!(sop_uid, error = %e, "out of resources");
-            Outcome::fail(
-                status::OUT_OF_RESOURCES,
-                "out of resources: free disk space below the watermark",
-            )
+            Outcome::fail(status::OUT_OF_RESOURCES, "out of resources: free disk space below the watermark")
         }
         Err(e) => {
             tracing::error!(sop_uid, error = %e, "storing failed");

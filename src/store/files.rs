@@ -19,10 +19,7 @@ pub const TMP_DIR: &str = "tmp";
 pub fn relative_path(sop_uid: &str) -> PathBuf {
     let d = digest::digest(&digest::SHA256, sop_uid.as_bytes());
     let hex: String = d.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    PathBuf::from(FILES_DIR)
-        .join(&hex[0..2])
-        .join(&hex[2..4])
-        .join(format!("{hex}.dcm"))
+    PathBuf::from(FILES_DIR).join(&hex[0..2]).join(&hex[2..4]).join(format!("{hex}.dcm"))
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -45,12 +42,7 @@ pub enum Written {
 
 /// Writes `parts` to `root/rel` durably. Returns only after the data and the directory entry
 /// are on stable storage. On error nothing is left behind in `tmp/` or at the destination.
-pub fn write_durable(
-    root: &Path,
-    rel: &Path,
-    parts: &[&[u8]],
-    existing: Existing,
-) -> io::Result<Written> {
+pub fn write_durable(root: &Path, rel: &Path, parts: &[&[u8]], existing: Existing) -> io::Result<Written> {
     let dest = root.join(rel);
     let dir = dest.parent().expect("instance path has a parent");
     let existed = dest.exists();
@@ -77,11 +69,7 @@ pub fn write_durable(
             return Ok(Written::KeptExisting);
         }
         sync_dir(dir)?;
-        Ok(if existed {
-            Written::Replaced
-        } else {
-            Written::New
-        })
+        Ok(if existed { Written::Replaced } else { Written::New })
     })();
     if !matches!(result, Ok(Written::New | Written::Replaced)) {
         let _ = fs::remove_file(&tmp);
@@ -179,11 +167,8 @@ pub fn files_in_dirs_modified_since(root: &Path, since: u64) -> io::Result<Vec<P
     let files = root.join(FILES_DIR);
     for a in read_dirs(&files)? {
         for b in read_dirs(&a)? {
-            let mtime = fs::metadata(&b)?
-                .modified()?
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+            let mtime =
+                fs::metadata(&b)?.modified()?.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
             if mtime + 2 < since {
                 continue;
             }

@@ -12,9 +12,7 @@ pub fn open(path: &std::path::Path, read_only: bool) -> rusqlite::Result<Connect
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -46,17 +44,7 @@ pub fn upsert_instance(
                 updated_at = excluded.updated_at
              RETURNING id",
         )?
-        .query_row(
-            params![
-                a.patient_id,
-                a.issuer,
-                a.patient_name,
-                a.birth_date,
-                a.sex,
-                now
-            ],
-            |r| r.get(0),
-        )?;
+        .query_row(params![a.patient_id, a.issuer, a.patient_name, a.birth_date, a.sex, now], |r| r.get(0))?;
     let study: i64 = tx
         .prepare_cached(
             "INSERT INTO studies (study_uid, patient_fk, study_date, study_time, accession_number,
@@ -158,10 +146,7 @@ pub struct StoredInstance {
 }
 
 /// Every instance, or those of one study, in arrival order.
-pub fn list_instances(
-    conn: &Connection,
-    study_uid: Option<&str>,
-) -> rusqlite::Result<Vec<StoredInstance>> {
+pub fn list_instances(conn: &Connection, study_uid: Option<&str>) -> rusqlite::Result<Vec<StoredInstance>> {
     let mut stmt = conn.prepare(
         "SELECT i.sop_uid, st.study_uid, i.path, i.size
          FROM instances i JOIN series se ON se.id = i.series_fk JOIN studies st ON st.id = se.study_fk
@@ -187,9 +172,7 @@ pub fn is_path_indexed(conn: &Connection, path: &str) -> rusqlite::Result<bool> 
 }
 
 pub fn now_rfc3339() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     rfc3339(d.as_secs(), d.subsec_millis())
 }
 
@@ -206,12 +189,7 @@ fn rfc3339(secs: u64, millis: u32) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, (rem / 60) % 60, rem % 60)
 }
 
 #[cfg(test)]

@@ -143,25 +143,15 @@ pub struct Store {
 impl Store {
     /// Creates the data directory, database and folders if needed, and migrates the schema.
     pub fn open(root: &Path, policy: Policy) -> Result<Store, StoreError> {
-        for d in [
-            root.to_path_buf(),
-            root.join(files::FILES_DIR),
-            root.join(files::TMP_DIR),
-        ] {
+        for d in [root.to_path_buf(), root.join(files::FILES_DIR), root.join(files::TMP_DIR)] {
             fs::create_dir_all(&d)?;
         }
         let mut conn = index::open(&root.join(DB_FILE), false)?;
         schema::migrate(&mut conn)?;
         let (tx, rx) = mpsc::channel::<IndexJob>();
-        let thread = std::thread::Builder::new()
-            .name("lucent-index-writer".into())
-            .spawn(move || writer_loop(conn, rx))?;
-        Ok(Store {
-            root: root.to_path_buf(),
-            policy,
-            writer: Some(tx),
-            writer_thread: Some(thread),
-        })
+        let thread =
+            std::thread::Builder::new().name("lucent-index-writer".into()).spawn(move || writer_loop(conn, rx))?;
+        Ok(Store { root: root.to_path_buf(), policy, writer: Some(tx), writer_thread: Some(thread) })
     }
 
     pub fn root(&self) -> &Path {
@@ -176,13 +166,8 @@ impl Store {
             return Err(StoreError::OutOfSpace { free, watermark });
         }
         let rel = files::relative_path(&inst.attrs.sop_uid);
-        let existing = if self.policy.overwrite_duplicates {
-            files::Existing::Replace
-        } else {
-            files::Existing::Keep
-        };
-        let written =
-            files::write_durable(&self.root, &rel, &[&inst.header, &inst.dataset], existing)?;
+        let existing = if self.policy.overwrite_duplicates { files::Existing::Replace } else { files::Existing::Keep };
+        let written = files::write_durable(&self.root, &rel, &[&inst.header, &inst.dataset], existing)?;
         let rel_str = rel_string(&rel);
         match written {
             files::Written::KeptExisting => {
@@ -201,11 +186,7 @@ impl Store {
                     }
                     return Err(e);
                 }
-                Ok(if replaced {
-                    PutOutcome::Replaced
-                } else {
-                    PutOutcome::Stored
-                })
+                Ok(if replaced { PutOutcome::Replaced } else { PutOutcome::Stored })
             }
         }
     }
@@ -216,26 +197,10 @@ impl Store {
         self.index(attrs, rel_string(rel), size, false)
     }
 
-    fn index(
-        &self,
-        attrs: InstanceAttrs,
-        path: String,
-        size: u64,
-        replace: bool,
-    ) -> Result<(), StoreError> {
+    fn index(&self, attrs: InstanceAttrs, path: String, size: u64, replace: bool) -> Result<(), StoreError> {
         let (reply, wait) = mpsc::sync_channel(1);
-        let job = IndexJob {
-            attrs,
-            path,
-            size,
-            replace,
-            reply,
-        };
-        self.writer
-            .as_ref()
-            .ok_or(StoreError::WriterGone)?
-            .send(job)
-            .map_err(|_| StoreError::WriterGone)?;
+        let job = IndexJob { attrs, path, size, replace, reply };
+        self.writer.as_ref().ok_or(StoreError::WriterGone)?.send(job).map_err(|_| StoreError::WriterGone)?;
         match wait.recv() {
             Ok(Ok(())) => Ok(()),
             Ok(Err(msg)) => Err(StoreError::Index(msg)),
@@ -246,32 +211,17 @@ impl Store {
     /// Marks the start of a `serve` run: takes the data directory's lock, clears leftovers of
     /// interrupted writes, and reports when the previous run started if it did not end cleanly.
     pub fn begin_run(&self) -> Result<(RunGuard, Option<u64>), StoreError> {
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.root.join(LOCK_FILE))?;
+        let lock = File::options().create(true).truncate(false).write(true).open(self.root.join(LOCK_FILE))?;
         #[cfg(unix)]
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .map_err(|_| StoreError::Locked(self.root.display().to_string()))?;
         let marker = self.root.join(RUN_MARKER);
-        let previous = fs::read_to_string(&marker)
-            .ok()
-            .map(|s| s.trim().parse::<u64>().unwrap_or(0));
+        let previous = fs::read_to_string(&marker).ok().map(|s| s.trim().parse::<u64>().unwrap_or(0));
         files::clear_tmp(&self.root)?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
         fs::write(&marker, now.to_string())?;
         files::sync_dir(&self.root)?;
-        Ok((
-            RunGuard {
-                _lock: lock,
-                marker,
-            },
-            previous,
-        ))
+        Ok((RunGuard { _lock: lock, marker }, previous))
     }
 
     /// Instance files in place but missing from the index: the window between rename and
@@ -321,10 +271,7 @@ impl Reader {
         if !db.exists() {
             return Err(StoreError::NotInitialised(root.display().to_string()));
         }
-        Ok(Reader {
-            root: root.to_path_buf(),
-            conn: index::open(&db, true)?,
-        })
+        Ok(Reader { root: root.to_path_buf(), conn: index::open(&db, true)? })
     }
 
     pub fn stats(&self) -> Result<Stats, StoreError> {

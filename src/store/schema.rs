@@ -68,8 +68,7 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<usize, super::StoreError> {
-    let current: usize =
-        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
     if current > MIGRATIONS.len() {
         return Err(super::StoreError::Index(format!(
             "database schema version {current} is newer than this build supports ({}); \

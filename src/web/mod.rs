@@ -25,9 +25,7 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .with_state(state)
+    Router::new().route("/healthz", get(healthz)).with_state(state)
 }
 
 #[derive(Serialize)]
@@ -46,11 +44,7 @@ async fn healthz(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
     let dir = st.data_dir.clone();
     let (database, free) = tokio::task::spawn_blocking(move || {
         let db = store::Reader::open(&dir).and_then(|r| r.ping());
-        (
-            db.map(|_| "ok".to_string())
-                .unwrap_or_else(|e| format!("error: {e}")),
-            store::free_bytes(&dir).unwrap_or(0),
-        )
+        (db.map(|_| "ok".to_string()).unwrap_or_else(|e| format!("error: {e}")), store::free_bytes(&dir).unwrap_or(0))
     })
     .await
     .unwrap_or_else(|e| (format!("error: {e}"), 0));
@@ -65,14 +59,7 @@ async fn healthz(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
         disk_below_watermark: low,
         dicom_listener: if listener_up { "up" } else { "down" },
     };
-    (
-        if healthy {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        },
-        Json(body),
-    )
+    (if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
 }
 
 /// Serves the router until `shutdown` fires.
@@ -83,7 +70,5 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, "HTTP server up");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    axum::serve(listener, router(state)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }

@@ -1,0 +1,229 @@
+//! Helpers: run the `lucent` binary, start and stop a server, call dcmtk tools.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn lucent() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lucent"));
+    c.env("LUCENT_LOG", "info");
+    c
+}
+
+/// Runs `lucent ARGS --data-dir DIR` and returns its output.
+pub fn lucent_in(dir: &Path, args: &[&str]) -> Output {
+    lucent().args(args).arg("--data-dir").arg(dir).output().unwrap()
+}
+
+pub fn shared() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data")
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A dcmtk tool with Nagle disabled (it otherwise stalls ~50 ms per message).
+pub fn dcmtk(tool: &str) -> Command {
+    let mut c = Command::new(tool);
+    c.env("TCP_NODELAY", "1");
+    c
+}
+
+/// A `lucent serve` child process on its own ports and data directory.
+pub struct Server {
+    pub child: Child,
+    pub dir: PathBuf,
+    pub dicom_port: u16,
+    pub http_port: u16,
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// Initialises `dir` (if needed), applies `config` (key, value) pairs, starts `serve` and
+    /// waits until its health check answers.
+    pub fn start(dir: &Path, config: &[(&str, &str)]) -> Server {
+        let mut all =
+            vec![("storage.min_free_mb", "0"), ("dicom.idle_timeout_secs", "5"), ("dicom.shutdown_grace_secs", "3")];
+        all.extend_from_slice(config);
+        for (k, v) in all {
+            let out = lucent_in(dir, &["config", "set", k, v]);
+            assert!(out.status.success(), "config set {k}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Self::restart(dir)
+    }
+
+    /// Starts `serve` on an existing data directory, with fresh ports, and waits until healthy.
+    pub fn restart(dir: &Path) -> Server {
+        Self::launch(dir, true)
+    }
+
+    /// Like `restart`, but any answer of the health check will do (for unhealthy set-ups).
+    pub fn restart_unhealthy_ok(dir: &Path) -> Server {
+        Self::launch(dir, false)
+    }
+
+    fn launch(dir: &Path, healthy: bool) -> Server {
+        let (dicom_port, http_port) = (free_port(), free_port());
+        let log = dir.with_extension(format!("serve-{dicom_port}.log"));
+        let child = lucent()
+            .args([
+                "serve",
+                "--dicom-port",
+                &dicom_port.to_string(),
+                "--http-port",
+                &http_port.to_string(),
+                "--data-dir",
+            ])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut s = Server { child, dir: dir.to_path_buf(), dicom_port, http_port, log };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = s.child.try_wait().unwrap() {
+                panic!("serve exited with {status}: {}", s.log_text());
+            }
+            if http_get(http_port, "/healthz").is_some_and(|(code, _)| code == 200 || !healthy) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "serve did not become healthy: {}", s.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap().success();
+        assert!(ok, "kill {sig} failed");
+    }
+
+    /// SIGTERM, then waits for the exit; returns whether it exited successfully.
+    pub fn stop(mut self) -> bool {
+        self.signal("-TERM");
+        let ok = self.child.wait().unwrap().success();
+        std::mem::forget(self);
+        ok
+    }
+
+    pub fn kill9(mut self) {
+        self.signal("-KILL");
+        let _ = self.child.wait();
+        std::mem::forget(self);
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        stats(&self.dir)
+    }
+
+    pub fn echo(&self) -> bool {
+        echo(self.dicom_port, "ECHOSCU")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn stats(dir: &Path) -> serde_json::Value {
+    let out = lucent_in(dir, &["stats", "--json"]);
+    assert!(out.status.success(), "stats: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// C-ECHO with dcmtk's echoscu, with short timeouts so a hung listener fails the test fast.
+pub fn echo(port: u16, calling: &str) -> bool {
+    dcmtk("echoscu")
+        .args(["-to", "5", "-ta", "5", "-td", "5", "-aet", calling, "-aec", "LUCENT", "127.0.0.1", &port.to_string()])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// The storescu option that proposes exactly a file's transfer syntax, so that storescu sends
+/// it unconverted.
+pub fn storescu_flag(ts: &str) -> &'static str {
+    match ts {
+        "1.2.840.10008.1.2" => "-xi",
+        "1.2.840.10008.1.2.1" => "-xe",
+        "1.2.840.10008.1.2.2" => "-xb",
+        "1.2.840.10008.1.2.1.99" => "-xd",
+        "1.2.840.10008.1.2.4.50" => "-xy",
+        "1.2.840.10008.1.2.4.51" => "-xx",
+        "1.2.840.10008.1.2.4.70" => "-xs",
+        "1.2.840.10008.1.2.4.80" => "-xt",
+        "1.2.840.10008.1.2.4.81" => "-xu",
+        "1.2.840.10008.1.2.4.90" => "-xv",
+        "1.2.840.10008.1.2.4.91" => "-xw",
+        "1.2.840.10008.1.2.5" => "-xr",
+        other => panic!("no storescu option for transfer syntax {other}"),
+    }
+}
+
+/// storescu's verbose output, and how many C-STORE responses were successes, in order.
+pub struct StoreRun {
+    pub output: String,
+    pub successes: usize,
+    pub failures: usize,
+}
+
+pub fn storescu(port: u16, extra: &[&str], files: &[PathBuf]) -> StoreRun {
+    let out = dcmtk("storescu")
+        .args(["-v", "-nh", "-to", "10", "-ta", "10", "-td", "30", "-aec", "LUCENT"])
+        .args(extra)
+        .arg("127.0.0.1")
+        .arg(port.to_string())
+        .args(files)
+        .output()
+        .unwrap();
+    parse_storescu(&out)
+}
+
+pub fn parse_storescu(out: &Output) -> StoreRun {
+    let output = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let successes = output.lines().filter(|l| l.contains("Received Store Response (Success)")).count();
+    let failures = output.lines().filter(|l| l.contains("Received Store Response") && !l.contains("(Success)")).count();
+    StoreRun { output, successes, failures }
+}
+
+/// Transfer syntax and data set bytes of a Part 10 file (the bytes after the meta group).
+pub fn part10(path: &Path) -> Option<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path).ok()?;
+    lucent::dicom::instance::split_part10(bytes).ok()
+}
+
+/// Minimal HTTP/1.0 GET: status code and body.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let code = resp.split_whitespace().nth(1)?.parse().ok()?;
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((code, body))
+}
+
+/// Every instance file under `<dir>/files`, and every leftover in `<dir>/tmp`.
+pub fn files_on_disk(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let walk = |d: PathBuf| -> Vec<PathBuf> {
+        walkdir::WalkDir::new(d)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .map(|e| e.into_path())
+            .collect()
+    };
+    (walk(dir.join("files")), walk(dir.join("tmp")))
+}

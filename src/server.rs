@@ -89,7 +89,7 @@ pub async fn serve(data_dir: &Path, overrides: Overrides) -> anyhow::Result<()> 
 async fn recover(store: &Arc<Store>, since: u64) -> anyhow::Result<()> {
     let store = store.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let orphans = store.unindexed_files_since(since)?;
+        let orphans = store.stale_files_since(since)?;
         let (mut indexed, mut removed) = (0, 0);
         for rel in &orphans {
             let path = store.root().join(rel);

@@ -204,6 +204,30 @@ mod tests {
     }
 
     #[test]
+    fn accepts_every_common_transfer_syntax() {
+        for ts in [
+            "1.2.840.10008.1.2",       // implicit VR little endian
+            "1.2.840.10008.1.2.1",     // explicit VR little endian
+            "1.2.840.10008.1.2.2",     // explicit VR big endian (retired, still sent)
+            "1.2.840.10008.1.2.1.99",  // deflated explicit VR little endian
+            "1.2.840.10008.1.2.4.50",  // JPEG baseline
+            "1.2.840.10008.1.2.4.51",  // JPEG extended
+            "1.2.840.10008.1.2.4.57",  // JPEG lossless, process 14
+            "1.2.840.10008.1.2.4.70",  // JPEG lossless SV1
+            "1.2.840.10008.1.2.4.80",  // JPEG-LS lossless
+            "1.2.840.10008.1.2.4.81",  // JPEG-LS near-lossless
+            "1.2.840.10008.1.2.4.90",  // JPEG 2000 lossless
+            "1.2.840.10008.1.2.4.91",  // JPEG 2000
+            "1.2.840.10008.1.2.4.201", // HTJ2K lossless
+            "1.2.840.10008.1.2.4.203", // HTJ2K
+            "1.2.840.10008.1.2.5",     // RLE lossless
+        ] {
+            assert!(transfer_syntax_supported(ts), "{ts}");
+        }
+        assert!(!transfer_syntax_supported("1.2.3.4.5.6"));
+    }
+
+    #[test]
     fn knows_every_storage_class_of_the_standard() {
         assert!(STORAGE_SOP_CLASSES.len() > 150);
         for uid in ["1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.77.1.6", "1.2.840.10008.5.1.4.1.1.88.33"] {

@@ -33,6 +33,7 @@ pub fn handle(store: &Store, command: &Command, context: &Accepted, data: Vec<u8
             format!("SOP class {sop_class} sent on a {} context", context.abstract_syntax),
         );
     }
+    let t0 = std::time::Instant::now();
     let prepared = match instance::prepare(data, &context.transfer_syntax, Some((sop_class, sop_uid)), calling_ae) {
         Ok(p) => p,
         Err(e @ InstanceError::SopClassMismatch { .. }) => {
@@ -43,7 +44,15 @@ pub fn handle(store: &Store, command: &Command, context: &Accepted, data: Vec<u8
             return Outcome::fail(status::CANNOT_UNDERSTAND, e.to_string());
         }
     };
-    match store.put(&prepared) {
+    let t1 = std::time::Instant::now();
+    let put = store.put(&prepared);
+    tracing::debug!(
+        sop_uid,
+        parse_us = (t1 - t0).as_micros() as u64,
+        store_us = t1.elapsed().as_micros() as u64,
+        "C-STORE timings"
+    );
+    match put {
         Ok(PutOutcome::Stored | PutOutcome::Replaced) => Outcome { status: status::SUCCESS, comment: None },
         Ok(PutOutcome::Duplicate) => {
             tracing::debug!(sop_uid, "duplicate instance: kept the stored copy");

@@ -6,9 +6,10 @@
 //! Must not: parse DICOM or speak any network protocol. Callers hand it bytes and attributes.
 //!
 //! Durability contract of [`Store::put`]: when it returns `Ok`, the file is on stable storage
-//! (fsynced, renamed, directory fsynced) and its index row is committed with
-//! `synchronous=FULL`. Index writes go through one writer thread that commits whatever is
-//! queued in one transaction (group commit), so concurrent associations share fsyncs.
+//! (fsynced, renamed, directory fsynced) and its index row is committed (WAL,
+//! `synchronous=NORMAL`: atomic and crash-safe; after a power loss, recovery re-indexes from the
+//! files). Index writes go through one writer thread that commits whatever is queued in one
+//! transaction (group commit).
 
 mod files;
 mod index;
@@ -191,10 +192,11 @@ impl Store {
         }
     }
 
-    /// Indexes a file that is already in place (crash recovery). Keeps an existing row.
+    /// Indexes a file that is already in place (crash recovery): the file is the truth, so an
+    /// existing row is brought up to date.
     pub fn index_existing(&self, rel: &Path, attrs: InstanceAttrs) -> Result<(), StoreError> {
         let size = fs::metadata(self.root.join(rel))?.len();
-        self.index(attrs, rel_string(rel), size, false)
+        self.index(attrs, rel_string(rel), size, true)
     }
 
     fn index(&self, attrs: InstanceAttrs, path: String, size: u64, replace: bool) -> Result<(), StoreError> {
@@ -224,13 +226,15 @@ impl Store {
         Ok((RunGuard { _lock: lock, marker }, previous))
     }
 
-    /// Instance files in place but missing from the index: the window between rename and
-    /// commit when a run crashed. `since` is the crashed run's start time.
-    pub fn unindexed_files_since(&self, since: u64) -> Result<Vec<PathBuf>, StoreError> {
+    /// Instance files whose index row is missing or out of date: a crash between rename and
+    /// commit, or a power loss before the WAL reached the disk. `since` is the crashed run's
+    /// start time; only leaf folders modified since then are listed.
+    pub fn stale_files_since(&self, since: u64) -> Result<Vec<PathBuf>, StoreError> {
         let conn = index::open(&self.root.join(DB_FILE), true)?;
         let mut out = Vec::new();
         for rel in files::files_in_dirs_modified_since(&self.root, since)? {
-            if !index::is_path_indexed(&conn, &rel_string(&rel))? {
+            let size = fs::metadata(self.root.join(&rel))?.len();
+            if index::indexed_size(&conn, &rel_string(&rel))? != Some(size) {
                 out.push(rel);
             }
         }

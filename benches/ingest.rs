@@ -2,7 +2,8 @@
 //! to `lucent serve` (durability on: fsync, rename, directory fsync, index commit) by dcmtk's
 //! storescu, first over one association, then over four in parallel. Prints instances/s and MB/s.
 //!
-//! Run: `cargo bench --bench ingest` (needs dcmtk; TCP_NODELAY=1 is set for storescu).
+//! Run: `cargo bench --bench ingest` (needs dcmtk; TCP_NODELAY=1 is set for storescu). It first
+//! measures dcmtk's `storescp --ignore` (receives and discards) as the ceiling of the same path.
 
 #[path = "../tests/it/support.rs"]
 #[allow(dead_code)]
@@ -29,9 +30,37 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
 
+    // Reference in the same run: dcmtk's storescp receiving and discarding (`--ignore`), the
+    // ceiling that the network path and storescu itself allow on this machine.
+    {
+        let port = support::free_port();
+        let mut scp = support::dcmtk("storescp")
+            .args(["--ignore", "-aet", "LUCENT"])
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("storescp (dcmtk) runs");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let _ = std::process::Command::new("sync").status();
+        let start = Instant::now();
+        let run = storescu(port, &["-xe"], &files);
+        let secs = start.elapsed().as_secs_f64();
+        let _ = scp.kill();
+        let _ = scp.wait();
+        println!(
+            "reference, storescp --ignore (stores nothing), 1 association: {} instances in {secs:.2} s = {:.0} instances/s",
+            run.successes,
+            run.successes as f64 / secs
+        );
+    }
+
     for associations in [1usize, 4] {
         let dir = tmp.path().join(format!("data-{associations}"));
         let server = Server::start(&dir, &[]);
+        // Flush the generated input (and the previous run's files) first, so that their
+        // write-back does not compete with the fsyncs being measured.
+        let _ = std::process::Command::new("sync").status();
         let chunk = files.len().div_ceil(associations);
         let start = Instant::now();
         let runs: Vec<StoreRun> = std::thread::scope(|s| {

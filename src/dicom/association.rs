@@ -149,6 +149,55 @@ struct Pending {
     command: Command,
     context: Accepted,
     data: Vec<u8>,
+    /// Where a C-STORE's data set is streamed while it arrives.
+    sink: Option<Sink>,
+}
+
+/// Received data set bytes are written once this much is unwritten (and at the end).
+const SINK_CHUNK: usize = 64 * 1024;
+
+/// The storage side of a C-STORE being received: a writer on the blocking pool that opens the
+/// instance in the store and appends the data set in order as chunks arrive. The association
+/// only queues chunks (their memory is bounded by the data set, which it holds anyway), so
+/// reading the next PDU never waits for the disk; when the last fragment arrives only the
+/// flush is left.
+struct Sink {
+    chunks: std::sync::mpsc::Sender<Vec<u8>>,
+    done: tokio::task::JoinHandle<Result<store_scp::Receiving, store_scp::Outcome>>,
+    written: usize,
+}
+
+impl Sink {
+    fn start(shared: &Shared, command: &Command, context: &Accepted, calling_ae: &str) -> Sink {
+        let (store, command, context, ae) =
+            (shared.store.clone(), command.clone(), context.clone(), calling_ae.to_string());
+        let (chunks, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut r = store_scp::begin(&store, &command, &context, &ae)?;
+            // The channel closes after the last chunk (`finish`), or when the association ends.
+            while let Ok(chunk) = rx.recv() {
+                r.append(&chunk)?;
+            }
+            r.sync()?;
+            Ok(r)
+        });
+        Sink { chunks, done, written: 0 }
+    }
+
+    /// Queues the unwritten tail of `data` once enough has arrived (all of it with `last`).
+    fn feed(&mut self, data: &[u8], last: bool) {
+        if data.len() - self.written >= SINK_CHUNK || (last && data.len() > self.written) {
+            // A send fails only when the writer has stopped on an error, which `finish` reports.
+            let _ = self.chunks.send(data[self.written..].to_vec());
+            self.written = data.len();
+        }
+    }
+
+    /// Closes the data set and waits until it is written and flushed.
+    async fn finish(self) -> Result<store_scp::Receiving, store_scp::Outcome> {
+        drop(self.chunks);
+        self.done.await.unwrap_or_else(|e| Err(store_scp::Outcome::internal(format!("storage task failed: {e}"))))
+    }
 }
 
 async fn serve_messages<R, W>(
@@ -212,7 +261,9 @@ where
                     command_buf.clear();
                     command_ctx = None;
                     if command.has_data_set {
-                        pending = Some(Pending { command, context: ctx, data: Vec::new() });
+                        let sink = (command.command_field == dimse::C_STORE_RQ)
+                            .then(|| Sink::start(shared, &command, &ctx, &summary.calling_ae));
+                        pending = Some(Pending { command, context: ctx, data: Vec::new(), sink });
                     } else {
                         respond_without_data(wr, &command, &ctx, n).await?;
                     }
@@ -234,6 +285,11 @@ where
             }
         }
         buf = raw.body;
+        if let Some(p) = pending.as_mut() {
+            if let Some(sink) = p.sink.as_mut() {
+                sink.feed(&p.data, false);
+            }
+        }
         if let Some(p) = ready {
             let bytes = p.data.len() as u64;
             let ctx_id = p.context.id;
@@ -273,17 +329,34 @@ async fn respond_without_data<W: AsyncWrite + Unpin>(
 }
 
 async fn handle_data_set(p: Pending, shared: &Shared, calling_ae: &str) -> Result<Response, AssocError> {
-    if p.command.command_field != dimse::C_STORE_RQ {
+    let Some(mut sink) = p.sink else {
         return Err(AssocError::Protocol(format!("command 0x{:04X} is not supported", p.command.command_field)));
-    }
-    let store = shared.store.clone();
-    let calling_ae = calling_ae.to_string();
-    let command = p.command.clone();
-    let context = p.context.clone();
-    let outcome =
-        tokio::task::spawn_blocking(move || store_scp::handle(&store, &command, &context, p.data, &calling_ae))
-            .await
-            .unwrap_or_else(|e| store_scp::Outcome::internal(format!("storage task failed: {e}")));
+    };
+    let failed = |e: tokio::task::JoinError| store_scp::Outcome::internal(format!("storage task failed: {e}"));
+    // The last write and the flush run while the complete data set is checked.
+    sink.feed(&p.data, true);
+    let (command, context, data, ae) = (p.command.clone(), p.context, p.data, calling_ae.to_string());
+    let check = tokio::task::spawn_blocking(move || store_scp::check(&command, &context, &data, &ae));
+    let t0 = Instant::now();
+    let received = sink.finish().await;
+    let t_flush = t0.elapsed();
+    let checked = check.await.map_err(failed).and_then(|r| r);
+    let t_check = t0.elapsed();
+    let outcome = match (received, checked) {
+        (Err(outcome), _) | (_, Err(outcome)) => outcome,
+        (Ok(receiving), Ok(attrs)) => {
+            let store = shared.store.clone();
+            tokio::task::spawn_blocking(move || store_scp::commit(&store, receiving, attrs))
+                .await
+                .unwrap_or_else(failed)
+        }
+    };
+    tracing::debug!(
+        flush_us = t_flush.as_micros() as u64,
+        check_us = t_check.as_micros() as u64,
+        total_us = t0.elapsed().as_micros() as u64,
+        "C-STORE completion"
+    );
     Ok(Response {
         command_field: dimse::C_STORE_RSP,
         message_id_being_responded_to: p.command.message_id,

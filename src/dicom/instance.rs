@@ -41,12 +41,25 @@ pub fn prepare(
     expected: Option<(&str, &str)>,
     calling_ae: &str,
 ) -> Result<NewInstance, InstanceError> {
+    let attrs = check(&dataset, ts_uid, expected, calling_ae)?;
+    let header = part10_header(&attrs.sop_class, &attrs.sop_uid, attrs.transfer_syntax.as_str(), calling_ae);
+    Ok(NewInstance { header, dataset, attrs })
+}
+
+/// Parses and checks a data set without keeping it: the index attributes, or why it cannot
+/// be stored. See [`prepare`].
+pub fn check(
+    dataset: &[u8],
+    ts_uid: &str,
+    expected: Option<(&str, &str)>,
+    calling_ae: &str,
+) -> Result<InstanceAttrs, InstanceError> {
     let ts_uid = ts_uid.trim_end_matches(['\0', ' ']);
     let ts = TransferSyntaxRegistry
         .get(ts_uid)
         .ok_or_else(|| InstanceError::UnsupportedTransferSyntax(ts_uid.to_string()))?;
-    let obj = InMemDicomObject::read_dataset_with_ts(&dataset[..], ts)
-        .map_err(|e| InstanceError::Unparseable(e.to_string()))?;
+    let obj =
+        InMemDicomObject::read_dataset_with_ts(dataset, ts).map_err(|e| InstanceError::Unparseable(e.to_string()))?;
     let attrs = extract(&obj, ts_uid, calling_ae)?;
     if let Some((class, inst)) = expected {
         if attrs.sop_class != class {
@@ -56,8 +69,7 @@ pub fn prepare(
             return Err(InstanceError::SopInstanceMismatch { dataset: attrs.sop_uid, expected: inst.into() });
         }
     }
-    let header = part10_header(&attrs.sop_class, &attrs.sop_uid, ts_uid, calling_ae);
-    Ok(NewInstance { header, dataset, attrs })
+    Ok(attrs)
 }
 
 /// Splits a Part 10 file into its transfer syntax and data set bytes (which are kept as is).

@@ -40,41 +40,113 @@ pub enum Written {
     KeptExisting,
 }
 
-/// Writes `parts` to `root/rel` durably. Returns only after the data and the directory entry
-/// are on stable storage. On error nothing is left behind in `tmp/` or at the destination.
-pub fn write_durable(root: &Path, rel: &Path, parts: &[&[u8]], existing: Existing) -> io::Result<Written> {
-    let dest = root.join(rel);
-    let dir = dest.parent().expect("instance path has a parent");
-    let existed = dest.exists();
-    if existed && existing == Existing::Keep {
-        return Ok(Written::KeptExisting);
-    }
-    ensure_dir_durable(root, dir)?;
+/// A file being written under `tmp/`, in pieces as they arrive (a C-STORE streams its data set
+/// here while the rest is still on the wire). Nothing of it is visible in `files/` until
+/// [`PendingFile::commit`]; dropping it removes the temporary file.
+pub struct PendingFile {
+    file: Option<File>,
+    tmp: PathBuf,
+    dest: PathBuf,
+    /// Folders created for `dest`, outermost first; synced in their parents at commit.
+    created: Vec<PathBuf>,
+    len: u64,
+    /// Bytes handed to the kernel's write-back so far (`sync_file_range`).
+    flushing: u64,
+    /// Whether everything appended so far has been fsynced.
+    synced: bool,
+}
 
-    let tmp = root.join(TMP_DIR).join(format!(
-        "{}.{}.{}.part",
-        dest.file_stem().and_then(|s| s.to_str()).unwrap_or("x"),
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        for p in parts {
-            f.write_all(p)?;
+/// Start write-back once this much is buffered: the final fsync then waits for the tail only.
+const WRITEBACK_CHUNK: u64 = 256 * 1024;
+
+impl PendingFile {
+    /// Starts a file that will become `root/rel`. Missing folders on the way are created now,
+    /// so that the commit's single journal flush covers them too.
+    pub fn create(root: &Path, rel: &Path) -> io::Result<PendingFile> {
+        let dest = root.join(rel);
+        let dir = dest.parent().ok_or_else(|| io::Error::other("instance path has no parent"))?;
+        let created = create_dirs(root, dir)?;
+        let tmp = root.join(TMP_DIR).join(format!(
+            "{}.{}.part",
+            std::process::id(),
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = File::create(&tmp)?;
+        Ok(PendingFile { file: Some(file), tmp, dest, created, len: 0, flushing: 0, synced: false })
+    }
+
+    pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let f = self.file.as_mut().ok_or_else(|| io::Error::other("pending file already closed"))?;
+        f.write_all(bytes)?;
+        self.synced = false;
+        self.len += bytes.len() as u64;
+        if self.len - self.flushing >= WRITEBACK_CHUNK {
+            start_writeback(f, self.flushing, self.len - self.flushing);
+            self.flushing = self.len;
         }
-        f.sync_data()?;
-        drop(f);
-        let kept = rename_into_place(&tmp, &dest, existing)?;
-        if kept {
+        Ok(())
+    }
+
+    /// Flushes the data to stable storage now (`commit` then skips it). Lets the caller overlap
+    /// the flush with other work, such as checking the data set.
+    pub fn sync_data(&mut self) -> io::Result<()> {
+        if !self.synced {
+            self.file.as_ref().ok_or_else(|| io::Error::other("pending file already closed"))?.sync_data()?;
+            self.synced = true;
+        }
+        Ok(())
+    }
+
+    /// Makes the file durable at its destination: data fsynced, renamed into place, the destination
+    /// folder (and any folder created for it) fsynced. Returns only when all of it is on
+    /// stable storage. On error, or when the destination exists and `Existing::Keep` was
+    /// asked, nothing is left behind.
+    pub fn commit(mut self, existing: Existing) -> io::Result<Written> {
+        let dest = std::mem::take(&mut self.dest);
+        let dir = dest.parent().ok_or_else(|| io::Error::other("instance path has no parent"))?;
+        let existed = dest.exists();
+        if existed && existing == Existing::Keep {
             return Ok(Written::KeptExisting);
         }
+        self.sync_data()?;
+        self.file = None;
+        if rename_into_place(&self.tmp, &dest, existing)? {
+            return Ok(Written::KeptExisting);
+        }
+        self.len = 0;
+        self.tmp = PathBuf::new();
         sync_dir(dir)?;
+        for d in &self.created {
+            if let Some(parent) = d.parent() {
+                sync_dir(parent)?;
+            }
+        }
         Ok(if existed { Written::Replaced } else { Written::New })
-    })();
-    if !matches!(result, Ok(Written::New | Written::Replaced)) {
-        let _ = fs::remove_file(&tmp);
     }
-    result
+}
+
+impl Drop for PendingFile {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Asks the kernel to start writing a range back now (Linux `sync_file_range`), so that the
+/// disk works while the network still delivers the rest. Durability still comes from the
+/// fsync in `commit`; this only moves work earlier, and a failure here changes nothing.
+fn start_writeback(f: &File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid open descriptor; the call only schedules write-back of that range.
+        unsafe {
+            libc::sync_file_range(f.as_raw_fd(), offset as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (f, offset, len);
 }
 
 /// Renames `tmp` to `dest`. With `Existing::Keep` it never replaces a file that appeared in the
@@ -96,28 +168,28 @@ fn rename_into_place(tmp: &Path, dest: &Path, existing: Existing) -> io::Result<
     Ok(false)
 }
 
-/// Creates `dir` (under `root`) and makes each newly created level durable in its parent.
-fn ensure_dir_durable(root: &Path, dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
+/// Creates `dir` and any missing parents under `root`, and returns the folders it created,
+/// outermost first. The caller makes each one durable in its parent (`sync_dir`) before it
+/// relies on anything inside it.
+fn create_dirs(root: &Path, dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut missing = Vec::new();
     let mut cur = dir;
     while !cur.is_dir() && cur != root {
         missing.push(cur.to_path_buf());
         cur = cur.parent().unwrap_or(root);
     }
-    for d in missing.iter().rev() {
-        match fs::create_dir(d) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+    missing.reverse();
+    let mut created = Vec::with_capacity(missing.len());
+    for d in missing {
+        match fs::create_dir(&d) {
+            Ok(()) => created.push(d),
+            // Another association created it: it makes that folder durable itself, and we
+            // sync it too so that our acknowledgement never depends on theirs.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => created.push(d),
             Err(e) => return Err(e),
         }
-        if let Some(parent) = d.parent() {
-            sync_dir(parent)?;
-        }
     }
-    Ok(())
+    Ok(created)
 }
 
 /// fsync of a directory, so that renames and creations inside it survive a power loss.
@@ -203,6 +275,18 @@ fn read_dirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writes `parts` to `root/rel` durably (see [`PendingFile::commit`]).
+    fn write_durable(root: &Path, rel: &Path, parts: &[&[u8]], existing: Existing) -> io::Result<Written> {
+        if existing == Existing::Keep && root.join(rel).exists() {
+            return Ok(Written::KeptExisting);
+        }
+        let mut pending = PendingFile::create(root, rel)?;
+        for p in parts {
+            pending.append(p)?;
+        }
+        pending.commit(existing)
+    }
 
     #[test]
     fn layout_fans_out_by_hash() {

@@ -132,6 +132,42 @@ struct IndexJob {
     reply: mpsc::SyncSender<Result<(), String>>,
 }
 
+/// An instance being received: see [`Store::begin`].
+pub struct Incoming {
+    rel: PathBuf,
+    /// `None` when the instance is a duplicate whose stored copy is kept: nothing is written.
+    file: Option<files::PendingFile>,
+    len: u64,
+}
+
+impl Incoming {
+    /// Appends received bytes (the Part 10 header first, then the data set as it arrives).
+    pub fn append(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        if let Some(f) = self.file.as_mut() {
+            f.append(bytes)?;
+        }
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Flushes what was appended to stable storage now, so that the caller can overlap the
+    /// flush with its own checks; [`Store::finish`] then has only the rename left.
+    pub fn sync(&mut self) -> Result<(), StoreError> {
+        if let Some(f) = self.file.as_mut() {
+            f.sync_data()?;
+        }
+        Ok(())
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// Handle on the data directory. Cheap to share behind an `Arc`; `put` may be called from many
 /// threads at once.
 pub struct Store {
@@ -161,35 +197,75 @@ impl Store {
 
     /// Stores one instance durably and indexes it. See the module documentation.
     pub fn put(&self, inst: &NewInstance) -> Result<PutOutcome, StoreError> {
-        let free = files::free_bytes(&self.root)?;
-        let watermark = self.policy.min_free_bytes;
-        if free < watermark.saturating_add(inst.len()) {
-            return Err(StoreError::OutOfSpace { free, watermark });
+        let mut incoming = self.begin(&inst.attrs.sop_uid)?;
+        incoming.append(&inst.header)?;
+        incoming.append(&inst.dataset)?;
+        self.finish(incoming, inst.attrs.clone())
+    }
+
+    /// Starts receiving the instance `sop_uid`: its bytes go to a temporary file as they
+    /// arrive ([`Incoming::append`]); [`Store::finish`] makes it durable and indexes it.
+    /// Dropping the `Incoming` discards it. Fails when free space is below the watermark.
+    pub fn begin(&self, sop_uid: &str) -> Result<Incoming, StoreError> {
+        self.check_space()?;
+        let rel = files::relative_path(sop_uid);
+        // A duplicate that will be kept needs no copy at all.
+        let file = if !self.policy.overwrite_duplicates && self.root.join(&rel).exists() {
+            None
+        } else {
+            Some(files::PendingFile::create(&self.root, &rel)?)
+        };
+        Ok(Incoming { rel, file, len: 0 })
+    }
+
+    /// Makes a received instance durable and commits its index row (see the module
+    /// documentation). `attrs.sop_uid` must be the UID given to [`Store::begin`].
+    pub fn finish(&self, incoming: Incoming, attrs: InstanceAttrs) -> Result<PutOutcome, StoreError> {
+        if files::relative_path(&attrs.sop_uid) != incoming.rel {
+            return Err(StoreError::Index(format!("instance {} was begun under another UID", attrs.sop_uid)));
         }
-        let rel = files::relative_path(&inst.attrs.sop_uid);
-        let existing = if self.policy.overwrite_duplicates { files::Existing::Replace } else { files::Existing::Keep };
-        let written = files::write_durable(&self.root, &rel, &[&inst.header, &inst.dataset], existing)?;
-        let rel_str = rel_string(&rel);
+        self.check_space()?;
+        let rel_str = rel_string(&incoming.rel);
+        let (len, written) = match incoming.file {
+            None => (incoming.len, files::Written::KeptExisting),
+            Some(file) => {
+                let existing =
+                    if self.policy.overwrite_duplicates { files::Existing::Replace } else { files::Existing::Keep };
+                let t0 = std::time::Instant::now();
+                let written = file.commit(existing)?;
+                tracing::trace!(file_us = t0.elapsed().as_micros() as u64, "durable write");
+                (incoming.len, written)
+            }
+        };
         match written {
             files::Written::KeptExisting => {
                 // Already stored. Index it in case the copy on disk predates a crash and was
                 // never indexed; an existing row is left as it is.
-                let size = fs::metadata(self.root.join(&rel))?.len();
-                self.index(inst.attrs.clone(), rel_str, size, false)?;
+                let size = fs::metadata(self.root.join(&incoming.rel))?.len();
+                self.index(attrs, rel_str, size, false)?;
                 Ok(PutOutcome::Duplicate)
             }
             files::Written::New | files::Written::Replaced => {
                 let replaced = written == files::Written::Replaced;
-                if let Err(e) = self.index(inst.attrs.clone(), rel_str, inst.len(), replaced) {
+                if let Err(e) = self.index(attrs, rel_str, len, replaced) {
                     if !replaced {
                         // Never leave an unindexed file for an instance we did not acknowledge.
-                        let _ = fs::remove_file(self.root.join(&rel));
+                        let _ = fs::remove_file(self.root.join(&incoming.rel));
                     }
                     return Err(e);
                 }
                 Ok(if replaced { PutOutcome::Replaced } else { PutOutcome::Stored })
             }
         }
+    }
+
+    fn check_space(&self) -> Result<(), StoreError> {
+        let free = files::free_bytes(&self.root)?;
+        let watermark = self.policy.min_free_bytes;
+        if free < watermark {
+            return Err(StoreError::OutOfSpace { free, watermark });
+        }
+        Ok(())
     }
 
     /// Indexes a file that is already in place (crash recovery): the file is the truth, so an

@@ -174,6 +174,11 @@ fn apply(elem: InMemElement, ctx: &Ctx, mode: Mode) -> Option<InMemElement> {
         Some(e) => effective(e, &ctx.opts),
         None => outside_table(vr, mode, &elem),
     };
+    // An empty value hides nothing: it stays empty rather than gaining an invented dummy.
+    let empty = elem.value().primitive().is_some_and(|p| p.calculate_byte_len() == 0);
+    if empty && action != Action::Remove {
+        return Some(DataElement::empty(tag, vr));
+    }
     match action {
         Action::Keep => recurse(elem, ctx, mode),
         Action::Remove => None,

@@ -13,7 +13,7 @@ use dicom_core::{DataElement, Length, Tag, VR};
 use dicom_dictionary_std::{tags, StandardDataDictionary};
 use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::{open_file, DefaultDicomObject, InMemDicomObject};
-use lucent::preprocess::deid::actions::{lookup, Basic};
+use lucent::preprocess::deid::actions::{effective, lookup, Action, Options};
 use lucent::preprocess::deid::table::EXACT;
 use lucent::preprocess::deid::uid::is_valid_uid;
 
@@ -114,11 +114,15 @@ fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
     obj.get(tag).and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).trim().to_string())
 }
 
-/// Walks Table E.1-1 over the original: no attribute whose Basic Profile action is X, Z, D or a
-/// combination of them (nor U) keeps its original value anywhere in the output, no private
+/// Walks Table E.1-1 over the original: no attribute whose action under `opts` is X, Z, D (or a
+/// combination of them) or U keeps its original value anywhere in the output, no private
 /// attribute survives, and the de-identification attributes are set. Returns the number of
 /// original values checked.
 fn assert_table_applied(orig: &DefaultDicomObject, out: &DefaultDicomObject) -> usize {
+    assert_table_applied_with(orig, out, &Options::default())
+}
+
+fn assert_table_applied_with(orig: &DefaultDicomObject, out: &DefaultDicomObject, opts: &Options) -> usize {
     let (orig_values, _) = flat(orig);
     let (out_values, out_tags) = flat(out);
     let out_set: HashSet<&(Tag, String)> = out_values.iter().collect();
@@ -126,11 +130,17 @@ fn assert_table_applied(orig: &DefaultDicomObject, out: &DefaultDicomObject) -> 
     for pair in &orig_values {
         let (tag, value) = pair;
         let Some(entry) = lookup(*tag) else { continue };
-        if value.is_empty() || matches!(entry.basic, Basic::XZU | Basic::K | Basic::C) {
+        let action = effective(entry, opts);
+        if value.is_empty() || !matches!(action, Action::Remove | Action::Empty | Action::Dummy | Action::Uid) {
             continue;
         }
         checked += 1;
-        assert!(!out_set.contains(pair), "{tag} {} ({:?}) kept its value {value:?}", entry.name, entry.basic);
+        assert!(
+            !out_set.contains(pair),
+            "{tag} {} ({:?} -> {action:?}) kept its value {value:?}",
+            entry.name,
+            entry.basic
+        );
     }
     let private: Vec<&Tag> = out_tags.iter().filter(|t| t.group() % 2 == 1).collect();
     assert!(private.is_empty(), "private attributes survived: {private:?}");
@@ -365,6 +375,7 @@ fn deid_built_phi_file_every_table_attribute_nested_and_private() {
         }
     }
     assert!(checked > 500, "only {checked} PHI values checked");
+    eprintln!("built PHI file: {checked} values of Table E.1-1 attributes checked (basic profile)");
     // References resolve: b's Referenced Image Sequence points at a's new SOP Instance UID.
     let (a_new, b_new) = (&by_name["a.dcm"].1, &by_name["b.dcm"].1);
     let refs: Vec<String> = b_new
@@ -386,6 +397,24 @@ fn deid_built_phi_file_every_table_attribute_nested_and_private() {
         dcmdump_ok(o);
     }
     import_all(root.path(), &out, 2);
+
+    // With every option, whatever stays X, Z, D or U under the options is still replaced.
+    let all = ["long-modified-dates", "patient-characteristics", "device-identity", "clean-descriptors"];
+    let (o, stdout) = deid(&data, &root.path().join("out-options"), &[&inp], &all);
+    assert!(o.status.success(), "{stdout}");
+    let opts = Options {
+        long_modified_dates: true,
+        patient_characteristics: true,
+        device_identity: true,
+        clean_descriptors: true,
+    };
+    let mut checked = 0;
+    for (i, o) in written(&stdout) {
+        checked += assert_table_applied_with(&open_file(&i).unwrap(), &open_file(&o).unwrap(), &opts);
+        dcmdump_ok(&o);
+    }
+    assert!(checked > 300, "only {checked} values checked with options");
+    eprintln!("built PHI file: {checked} values checked with all four options");
 }
 
 fn bytes_of(obj: &DefaultDicomObject) -> Vec<u8> {
@@ -437,6 +466,13 @@ fn deid_options_shift_dates_per_patient_and_retain_what_they_name() {
         // Still removed: the name, the birth date, the institution.
         assert_eq!(text(&new, tags::PATIENT_NAME).as_deref().unwrap_or(""), "");
         assert_ne!(text(&new, tags::INSTITUTION_NAME), text(&orig, tags::INSTITUTION_NAME));
+        let opts = Options {
+            long_modified_dates: true,
+            patient_characteristics: true,
+            device_identity: true,
+            clean_descriptors: true,
+        };
+        assert!(assert_table_applied_with(&orig, &new, &opts) > 20);
         let mut c = codes(&new);
         c.sort();
         assert_eq!(c, ["113100", "113105", "113107", "113108", "113109"]);

@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use crate::config::Config;
-use crate::preprocess::deid::{Deidentifier, Options, Outcome};
+use crate::preprocess::deid::{DeidError, Deidentifier, Options, Outcome};
 use crate::security::Secret;
 
 #[derive(Args)]
@@ -73,7 +73,10 @@ pub fn run(args: DeidArgs) -> anyhow::Result<ExitCode> {
             skipped += 1;
             continue;
         }
-        match deid.process_file(&input, &args.out) {
+        // A panic inside a codec must not end the run: it is reported as this file's failure.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| deid.process_file(&input, &args.out)))
+            .unwrap_or_else(|_| Err(DeidError::Write("internal error while decoding or writing (panic)".into())));
+        match result {
             Ok(Outcome::Written { path, masked: m }) => {
                 if let Some(first) = seen.get(&path) {
                     failed += 1;

@@ -238,8 +238,17 @@ fn recurse(elem: InMemElement, ctx: &Ctx, mode: Mode) -> Option<InMemElement> {
     }
 }
 
-fn strings(elem: &InMemElement) -> Vec<String> {
-    elem.to_multi_str().map(|v| v.to_vec()).unwrap_or_default()
+/// The values of a text element; an element read as bytes (VR UN, e.g. from implicit VR with an
+/// unknown tag or a file that wrote UN) is decoded as ASCII text.
+pub fn strings(elem: &InMemElement) -> Vec<String> {
+    match elem.value().primitive() {
+        Some(PrimitiveValue::U8(bytes)) => String::from_utf8_lossy(bytes)
+            .trim_end_matches(['\0', ' '])
+            .split('\\')
+            .map(|v| v.trim_end_matches(['\0', ' ']).to_string())
+            .collect(),
+        _ => elem.to_multi_str().map(|v| v.to_vec()).unwrap_or_default(),
+    }
 }
 
 fn text(tag: Tag, vr: VR, values: Vec<String>) -> InMemElement {
@@ -293,7 +302,7 @@ fn replace_uids(elem: InMemElement, ctx: &Ctx) -> Option<InMemElement> {
         return recurse(elem, ctx, Mode::Profile);
     }
     let values = strings(&elem);
-    if values.is_empty() && !elem.value().primitive().is_some_and(|p| p.calculate_byte_len() == 0) {
+    if values.is_empty() && elem.value().primitive().is_none_or(|p| p.calculate_byte_len() != 0) {
         return None; // not readable as text: drop it rather than keep an identifier
     }
     let mapped: Vec<String> = values
@@ -345,46 +354,46 @@ fn shift(elem: InMemElement, ctx: &Ctx) -> Option<InMemElement> {
 /// digits (dates, ages, phone and record numbers). Free text naming someone who appears nowhere
 /// else in the header survives: this cannot prove a descriptor free of PHI.
 pub fn clean_text(value: &str, known: &[String]) -> String {
-    let mut s = value.to_string();
+    let chars: Vec<char> = value.chars().collect();
+    let folded: Vec<char> = chars.iter().map(|&c| fold_char(c)).collect();
+    let mut redact = vec![false; chars.len()];
     for k in known {
-        if k.len() < 3 {
+        let k: Vec<char> = k.chars().collect();
+        if k.len() < 3 || k.len() > folded.len() {
             continue;
         }
-        let mut out = String::with_capacity(s.len());
-        let lower = s.to_lowercase();
-        // Only redact when lowercasing kept byte offsets aligned (ASCII-compatible case map).
-        if lower.len() != s.len() {
-            continue;
+        for start in 0..=folded.len() - k.len() {
+            if folded[start..start + k.len()] == k[..] {
+                redact[start..start + k.len()].iter_mut().for_each(|r| *r = true);
+            }
         }
-        let mut i = 0;
-        while let Some(pos) = lower[i..].find(k.as_str()) {
-            out.push_str(&s[i..i + pos]);
-            out.push('*');
-            i += pos + k.len();
-        }
-        out.push_str(&s[i..]);
-        s = out;
     }
-    let mut out = String::with_capacity(s.len());
-    let chars: Vec<char> = s.chars().collect();
+    // Digit runs of two or more.
     let mut i = 0;
     while i < chars.len() {
-        if chars[i].is_ascii_digit() {
-            let start = i;
-            while i < chars.len() && chars[i].is_ascii_digit() {
-                i += 1;
-            }
-            if i - start >= 2 {
-                out.push('*');
-            } else {
-                out.push(chars[start]);
-            }
-        } else {
-            out.push(chars[i]);
+        let start = i;
+        while i < chars.len() && chars[i].is_ascii_digit() {
             i += 1;
+        }
+        if i - start >= 2 {
+            redact[start..i].iter_mut().for_each(|r| *r = true);
+        }
+        i = i.max(start + 1);
+    }
+    let mut out = String::with_capacity(value.len());
+    for (j, &c) in chars.iter().enumerate() {
+        if !redact[j] {
+            out.push(c);
+        } else if j == 0 || !redact[j - 1] {
+            out.push('*');
         }
     }
     out
+}
+
+/// Case folding one character to one character, so positions in folded text match the original.
+pub fn fold_char(c: char) -> char {
+    c.to_lowercase().next().unwrap_or(c)
 }
 
 #[cfg(test)]
@@ -439,5 +448,6 @@ mod tests {
         assert_eq!(clean_text("CT BRAIN WO IVCON", &known), "CT BRAIN WO IVCON");
         assert_eq!(clean_text("Simpson seen at Springfield 2023-01-05", &known), "* seen at * *-*-*");
         assert_eq!(clean_text("SEQ 4.8 H31s", &known), "SEQ 4.8 H*s");
+        assert_eq!(clean_text("Müller SIMPSONÉ", &["müller".into(), "simpson".into()]), "* *É");
     }
 }

@@ -31,7 +31,7 @@ const US_CLASSES: [&str; 4] = [
 const SC_PREFIX: &str = "1.2.840.10008.5.1.4.1.1.7"; // .7, .7.1 .. .7.4: Secondary Capture
 
 fn text(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<String> {
-    obj.get(tag).and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).trim().to_string())
+    obj.get(tag).map(|e| super::actions::strings(e).join("\\").trim().to_string())
 }
 
 fn number(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<u32> {
@@ -169,7 +169,10 @@ impl Geometry {
     }
 
     fn for_each(&self, rule: &MaskRule, len: usize, mut f: impl FnMut(usize, usize)) -> Result<(), DeidError> {
-        let total = self.frames * self.rows * self.columns * self.samples;
+        let total = [self.rows, self.columns, self.samples]
+            .iter()
+            .try_fold(self.frames, |acc, &n| acc.checked_mul(n))
+            .ok_or_else(|| DeidError::Mask("Number of Frames × Rows × Columns × Samples overflows".into()))?;
         if self.bits_allocated % 8 != 0 || self.bits_allocated == 0 {
             return Err(DeidError::Mask(format!("cannot mask {}-bit pixel data", self.bits_allocated)));
         }
@@ -278,8 +281,10 @@ mod tests {
 
     #[test]
     fn short_pixel_data_is_an_error() {
-        let g = geometry(1, false, "MONOCHROME2");
+        let mut g = geometry(1, false, "MONOCHROME2");
         let mut px = vec![1u8; 10];
+        assert!(g.fill_bytes(&mut px, &rule(vec![[0, 0, 1, 1]]), 0).is_err());
+        g.frames = usize::MAX / 2;
         assert!(g.fill_bytes(&mut px, &rule(vec![[0, 0, 1, 1]]), 0).is_err());
     }
 }

@@ -42,6 +42,9 @@ pub fn shift_da(value: &str, days: i64) -> Option<String> {
 /// day, truncated back to the same precision. `None` when it is not a date-time.
 pub fn shift_dt(value: &str, days: i64) -> Option<String> {
     let v = value.trim();
+    if !v.is_ascii() {
+        return None;
+    }
     let (main, offset) = match v.find(['+', '-']) {
         Some(i) if i >= 4 => (&v[..i], &v[i..]),
         _ => (v, ""),
@@ -85,5 +88,6 @@ mod tests {
         assert_eq!(shift_dt("2023", -1).as_deref(), Some("2022"));
         assert_eq!(shift_dt("202303", -1).as_deref(), Some("202302"));
         assert_eq!(shift_dt("20x3", -1), None);
+        assert_eq!(shift_dt("2023010é", -1), None);
     }
 }

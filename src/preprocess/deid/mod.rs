@@ -45,6 +45,8 @@ pub enum DeidError {
     Read(String),
     #[error("lacks {0}")]
     Missing(&'static str),
+    #[error("{0}")]
+    Invalid(String),
     #[error("cannot mask burned-in annotation: {0}")]
     Mask(String),
     #[error("cannot write the de-identified file: {0}")]
@@ -116,6 +118,9 @@ impl Deidentifier {
     pub fn deidentify(&self, mut obj: DefaultDicomObject) -> Result<Verdict, DeidError> {
         let sop_class = str_of(&obj, tags::SOP_CLASS_UID).ok_or(DeidError::Missing("SOP Class UID"))?;
         let old_sop = str_of(&obj, tags::SOP_INSTANCE_UID).ok_or(DeidError::Missing("SOP Instance UID"))?;
+        if !uid::is_valid_uid(&sop_class) {
+            return Err(DeidError::Invalid(format!("SOP Class UID `{sop_class}` is not a valid UID")));
+        }
         let rule = match burned_in::assess(&obj) {
             Some(reason) => match burned_in::find_rule(&obj, &self.masks) {
                 Some(rule) => Some(rule),
@@ -130,6 +135,8 @@ impl Deidentifier {
             let data: &mut InMemDicomObject = &mut obj;
             actions::process(data, &ctx, actions::Mode::Profile);
             self.mark(data, shift.is_some());
+            // A SOP Class UID that arrived as UN leaves as UI.
+            data.put(DataElement::new(tags::SOP_CLASS_UID, VR::UI, sop_class.as_str()));
         }
         let masked = match rule {
             Some(rule) => {
@@ -206,10 +213,8 @@ impl Deidentifier {
 }
 
 fn str_of(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
-    obj.get(tag)
-        .and_then(|e| e.to_str().ok())
-        .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_string())
-        .filter(|s| !s.is_empty())
+    let values = actions::strings(obj.get(tag)?);
+    Some(values.join("\\").trim().to_string()).filter(|s| !s.is_empty())
 }
 
 /// What identifies the patient for the date shift: Patient ID with its issuer; without an ID,
@@ -230,7 +235,7 @@ fn patient_key(obj: &InMemDicomObject) -> String {
 fn known_identifiers(obj: &InMemDicomObject) -> Vec<String> {
     let mut out = Vec::new();
     let mut add = |s: &str| {
-        let s = s.trim().to_lowercase();
+        let s: String = s.trim().chars().map(actions::fold_char).collect();
         let words = s.split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() >= 3).map(str::to_string);
         let words: Vec<String> = words.collect();
         if s.len() >= 3 {

@@ -21,6 +21,7 @@ pub struct Config {
     pub dicom: DicomConfig,
     pub storage: StorageConfig,
     pub http: HttpConfig,
+    pub deid: DeidConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +45,34 @@ pub struct StorageConfig {
     pub min_free_mb: u64,
 }
 
+/// De-identification (`lucent dicom deid`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeidConfig {
+    /// Masking rules for images likely to carry burned-in identifiers.
+    pub masks: Vec<MaskRule>,
+}
+
+/// One `[[deid.masks]]` rule: images of this modality (and manufacturer and model, when given)
+/// and exactly this size get the rectangles blacked out, and may then leave Lucent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskRule {
+    /// Modality (0008,0060), e.g. "US"; an image without Modality matches "OT".
+    pub modality: String,
+    /// Manufacturer (0008,0070); any manufacturer when absent. Compared case-insensitively.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manufacturer: Option<String>,
+    /// Manufacturer's Model Name (0008,1090); any model when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Rows (0028,0010) and Columns (0028,0011) the rule is for.
+    pub rows: u32,
+    pub columns: u32,
+    /// Rectangles `[x, y, width, height]` in pixels, origin top left; at least one.
+    pub rects: Vec<[u32; 4]>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
@@ -53,7 +82,12 @@ pub struct HttpConfig {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { dicom: DicomConfig::default(), storage: StorageConfig::default(), http: HttpConfig::default() }
+        Config {
+            dicom: DicomConfig::default(),
+            storage: StorageConfig::default(),
+            http: HttpConfig::default(),
+            deid: DeidConfig::default(),
+        }
     }
 }
 
@@ -157,6 +191,25 @@ impl Config {
         for (key, addr) in [("dicom.bind", &self.dicom.bind), ("http.bind", &self.http.bind)] {
             if addr.parse::<IpAddr>().is_err() {
                 return bad(format!("{key} must be an IP address, got `{addr}`"));
+            }
+        }
+        for (i, m) in self.deid.masks.iter().enumerate() {
+            let which = format!("deid.masks[{i}] ({} {}x{})", m.modality, m.columns, m.rows);
+            if m.modality.trim().is_empty() || m.rows == 0 || m.columns == 0 {
+                return bad(format!("{which}: modality, rows and columns are required"));
+            }
+            if m.rects.is_empty() {
+                return bad(format!("{which}: needs at least one rectangle in rects"));
+            }
+            for r in &m.rects {
+                let [x, y, w, h] = *r;
+                if w == 0
+                    || h == 0
+                    || u64::from(x) + u64::from(w) > u64::from(m.columns)
+                    || u64::from(y) + u64::from(h) > u64::from(m.rows)
+                {
+                    return bad(format!("{which}: rectangle {r:?} is empty or outside the image"));
+                }
             }
         }
         Ok(())
@@ -347,6 +400,23 @@ mod tests {
         assert!(err.contains("dicom.max_pdu"), "{err}");
         // The file is untouched by a rejected set.
         assert!(!dir.path().join(CONFIG_FILE).exists());
+    }
+
+    #[test]
+    fn mask_rules_parse_and_validate() {
+        let text = format!(
+            "{}\n[[deid.masks]]\nmodality = \"US\"\nmanufacturer = \"Acme\"\nrows = 768\ncolumns = 1024\nrects = [[0, 0, 1024, 60]]\n",
+            DEFAULT_TOML.replace("masks = []\n", "")
+        );
+        let cfg = Config::from_toml(&text, Path::new("t.toml")).unwrap();
+        assert_eq!(cfg.deid.masks.len(), 1);
+        assert_eq!(cfg.deid.masks[0].rects, vec![[0, 0, 1024, 60]]);
+        assert_eq!(cfg.deid.masks[0].manufacturer.as_deref(), Some("Acme"));
+        let outside = text.replace("[[0, 0, 1024, 60]]", "[[0, 0, 1025, 60]]");
+        let err = Config::from_toml(&outside, Path::new("t.toml")).unwrap_err().to_string();
+        assert!(err.contains("outside the image"), "{err}");
+        let none = text.replace("[[0, 0, 1024, 60]]", "[]");
+        assert!(Config::from_toml(&none, Path::new("t.toml")).unwrap_err().to_string().contains("at least one"));
     }
 
     #[test]

@@ -5,11 +5,15 @@
 //! - [`web`]: HTTP (health now, the staff UI later);
 //! - [`dicom`]: the DICOM network node (associations, DIMSE, Storage SCP);
 //! - [`store`]: SQLite index and durable instance files; the only module that writes SQL;
+//! - [`preprocess`]: de-identification (and the pixel pipeline);
+//! - [`security`]: the appliance secret and keyed derivations (ring);
 //! - [`config`]: typed configuration.
 
 pub mod cli;
 pub mod config;
 pub mod dicom;
+pub mod preprocess;
+pub mod security;
 pub mod server;
 pub mod store;
 pub mod web;

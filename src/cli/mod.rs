@@ -4,6 +4,7 @@
 //! Owns: argument parsing, exit codes, human and JSON output.
 //! Must not: hold business logic; anything worth testing without a terminal lives elsewhere.
 
+pub mod deid;
 mod transfer;
 
 use std::path::PathBuf;
@@ -87,6 +88,17 @@ enum Command {
         #[arg(long, value_name = "UID")]
         study: Option<String>,
     },
+    /// DICOM file tools: de-identification.
+    Dicom {
+        #[command(subcommand)]
+        action: DicomAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DicomAction {
+    /// De-identify files or folders (PS3.15 Basic Application Level Confidentiality Profile).
+    Deid(deid::DeidArgs),
 }
 
 #[derive(Subcommand)]
@@ -178,6 +190,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Import { dir, paths } => return transfer::import(&dir.data_dir, &paths),
         Command::Export { dir, out, study } => transfer::export(&dir.data_dir, &out, study.as_deref())?,
+        Command::Dicom { action: DicomAction::Deid(args) } => return deid::run(args),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,5 +8,6 @@ mod bad_input;
 mod cli;
 mod concurrency;
 mod crash;
+mod deid;
 mod limits;
 mod roundtrip;

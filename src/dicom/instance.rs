@@ -9,6 +9,7 @@ use dicom_object::mem::InMemDicomObject;
 use dicom_object::meta::FileMetaTableBuilder;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
+use super::precheck::{self, Encoding};
 use crate::store::{InstanceAttrs, NewInstance};
 
 /// Lucent's DICOM implementation class UID (a 2.25 UUID-derived root) and version name.
@@ -58,6 +59,7 @@ pub fn check(
     let ts = TransferSyntaxRegistry
         .get(ts_uid)
         .ok_or_else(|| InstanceError::UnsupportedTransferSyntax(ts_uid.to_string()))?;
+    precheck_dataset(dataset, ts_uid)?;
     let obj =
         InMemDicomObject::read_dataset_with_ts(dataset, ts).map_err(|e| InstanceError::Unparseable(e.to_string()))?;
     let attrs = extract(&obj, ts_uid, calling_ae)?;
@@ -70,6 +72,41 @@ pub fn check(
         }
     }
     Ok(attrs)
+}
+
+/// How a transfer syntax encodes the data set, for [`precheck`]; `None` for a deflated one.
+pub fn encoding_of(ts_uid: &str) -> Option<Encoding> {
+    let ts = TransferSyntaxRegistry.get(ts_uid)?;
+    if matches!(ts.codec(), dicom_encoding::transfer_syntax::Codec::Dataset(_)) {
+        return None;
+    }
+    Some(Encoding {
+        explicit_vr: ts_uid != "1.2.840.10008.1.2",
+        big_endian: ts.endianness() == dicom_encoding::transfer_syntax::Endianness::Big,
+    })
+}
+
+/// Largest inflated size accepted for a deflated data set.
+const MAX_INFLATED: u64 = 2 << 30;
+
+/// Runs the bounded structural walk before the parser sees the bytes (see [`precheck`]).
+fn precheck_dataset(dataset: &[u8], ts_uid: &str) -> Result<(), InstanceError> {
+    let walk = match encoding_of(ts_uid) {
+        Some(enc) => precheck::check(dataset, enc),
+        None => {
+            use std::io::Read;
+            let mut inflated = Vec::new();
+            flate2::read::DeflateDecoder::new(dataset)
+                .take(MAX_INFLATED + 1)
+                .read_to_end(&mut inflated)
+                .map_err(|e| InstanceError::Unparseable(format!("deflated data set: {e}")))?;
+            if inflated.len() as u64 > MAX_INFLATED {
+                return Err(InstanceError::Unparseable("deflated data set inflates beyond 2 GiB".into()));
+            }
+            precheck::check(&inflated, Encoding { explicit_vr: true, big_endian: false })
+        }
+    };
+    walk.map_err(InstanceError::Unparseable)
 }
 
 /// Splits a Part 10 file into its transfer syntax and data set bytes (which are kept as is).
@@ -224,5 +261,28 @@ mod tests {
         let err = prepare(ds, &ts, Some(("1.2.840.10008.5.1.4.1.1.4", "x")), "").unwrap_err();
         assert!(matches!(err, InstanceError::SopClassMismatch { .. }));
         assert!(matches!(split_part10(vec![0; 200]), Err(InstanceError::NotPart10(_))));
+    }
+
+    #[test]
+    fn precheck_refuses_only_what_the_parser_cannot_read() {
+        let mut passed = 0;
+        for entry in walkdir::WalkDir::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/dicom")) {
+            let path = entry.unwrap().into_path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let Ok(Ok((ts, ds))) = std::fs::read(&path).map(split_part10) else { continue };
+            let Some(registry_ts) = TransferSyntaxRegistry.get(&ts) else { continue };
+            match precheck_dataset(&ds, &ts) {
+                Ok(()) => passed += 1,
+                // The 674-byte file that made dicom-object allocate 3.6 GB for 90 s, and one
+                // that dcmtk cannot read either (12 s in dicom-object): refused at once now.
+                Err(e) if name == "UN_sequence.dcm" => assert!(e.to_string().contains("CP-246"), "{e}"),
+                Err(_) if name == "SC_rgb_jpeg.dcm" => {}
+                Err(e) => assert!(
+                    InMemDicomObject::read_dataset_with_ts(&ds[..], registry_ts).is_err(),
+                    "{name}: refused ({e}) although the parser reads it"
+                ),
+            }
+        }
+        assert!(passed >= 70, "only {passed} corpus files pass the precheck");
     }
 }

@@ -12,6 +12,7 @@ pub mod dimse;
 pub mod instance;
 pub mod negotiation;
 pub mod pdu;
+pub mod precheck;
 pub mod sop_classes;
 mod store_scp;
 

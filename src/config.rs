@@ -49,6 +49,7 @@ pub struct StorageConfig {
 pub struct HttpConfig {
     pub bind: String,
     pub port: u16,
+    pub frame_cache_mb: u64,
 }
 
 impl Default for Config {
@@ -81,7 +82,7 @@ impl Default for StorageConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { bind: "0.0.0.0".into(), port: 8080 }
+        HttpConfig { bind: "0.0.0.0".into(), port: 8080, frame_cache_mb: 256 }
     }
 }
 

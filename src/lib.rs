@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod config;
 pub mod dicom;
+pub mod preprocess;
 pub mod server;
 pub mod store;
 pub mod web;

@@ -4,6 +4,7 @@
 //! Owns: argument parsing, exit codes, human and JSON output.
 //! Must not: hold business logic; anything worth testing without a terminal lives elsewhere.
 
+mod dicom;
 mod transfer;
 
 use std::path::PathBuf;
@@ -86,6 +87,11 @@ enum Command {
         /// Only this study (Study Instance UID).
         #[arg(long, value_name = "UID")]
         study: Option<String>,
+    },
+    /// File-level DICOM tools: decode pixels to .npy, render a frame, dump attributes.
+    Dicom {
+        #[command(subcommand)]
+        command: dicom::DicomCommand,
     },
 }
 
@@ -178,6 +184,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Import { dir, paths } => return transfer::import(&dir.data_dir, &paths),
         Command::Export { dir, out, study } => transfer::export(&dir.data_dir, &out, study.as_deref())?,
+        Command::Dicom { command } => return dicom::run(command),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,4 +9,6 @@ mod cli;
 mod concurrency;
 mod crash;
 mod limits;
+mod pixels;
+mod render;
 mod roundtrip;

@@ -24,6 +24,7 @@ def main():
             frames = int(ds.get("NumberOfFrames", 1) or 1)
             spp = int(ds.get("SamplesPerPixel", 1) or 1)
             arr = np.ascontiguousarray(arr).reshape(frames, int(ds.Rows), int(ds.Columns), spp)
+            arr = arr.astype(arr.dtype.newbyteorder("<"))  # big-endian files give >i2 etc.
             np.save(os.path.join(out, f"{i}.npy"), arr)
         except Exception as e:  # noqa: BLE001 - every failure is reported, not raised
             with open(os.path.join(out, f"{i}.err"), "w") as f:

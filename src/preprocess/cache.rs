@@ -28,7 +28,7 @@ impl CachedFrame {
     }
 }
 
-/// Key: (SOP Instance UID, frame index from 0).
+/// Key: (instance key, frame index from 0); the caller chooses the instance key.
 type Key = (String, u32);
 
 struct Inner {
@@ -47,20 +47,20 @@ impl FrameCache {
         FrameCache { capacity, inner: Mutex::new(Inner { map: LruCache::unbounded(), used: 0 }) }
     }
 
-    pub fn get(&self, sop_uid: &str, frame: u32) -> Option<Arc<CachedFrame>> {
+    pub fn get(&self, key: &str, frame: u32) -> Option<Arc<CachedFrame>> {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        g.map.get(&(sop_uid.to_string(), frame)).cloned()
+        g.map.get(&(key.to_string(), frame)).cloned()
     }
 
     /// Inserts (or replaces) an entry, then evicts least recently used entries until the total
     /// fits the capacity.
-    pub fn insert(&self, sop_uid: &str, frame: u32, value: Arc<CachedFrame>) {
+    pub fn insert(&self, key: &str, frame: u32, value: Arc<CachedFrame>) {
         let cost = value.cost();
         if cost > self.capacity {
             return;
         }
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(old) = g.map.put((sop_uid.to_string(), frame), value) {
+        if let Some(old) = g.map.put((key.to_string(), frame), value) {
             g.used -= old.cost();
         }
         g.used += cost;

@@ -23,6 +23,8 @@ use super::{attr_int, attr_str, PixelError};
 /// The largest decoded pixel buffer Lucent allocates for one object (bounds crafted headers).
 pub const MAX_DECODED_BYTES: u64 = 2 << 30;
 
+const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
+
 /// The colour model of decoded samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Photometric {
@@ -140,10 +142,14 @@ pub fn parse(bytes: &[u8]) -> Result<DefaultDicomObject, PixelError> {
     if bytes.len() < 132 || &bytes[128..132] != b"DICM" {
         return Err(PixelError::NotPart10);
     }
-    OpenFileOptions::new()
-        .read_preamble(ReadPreamble::Always)
-        .from_reader(bytes)
-        .map_err(|e| PixelError::Parse(error_chain(&e)))
+    OpenFileOptions::new().read_preamble(ReadPreamble::Always).from_reader(bytes).map_err(|e| {
+        let m = error_chain(&e);
+        if m.contains("failed to fill whole buffer") {
+            PixelError::Parse(format!("the file is truncated: {m}"))
+        } else {
+            PixelError::Parse(m)
+        }
+    })
 }
 
 /// Reads and parses a Part 10 file.
@@ -235,6 +241,7 @@ fn layout(obj: &DefaultDicomObject) -> Result<Layout, PixelError> {
 
 /// Decodes every frame (`frame: None`) or one frame (from 0) of `obj`.
 pub fn decode(obj: &DefaultDicomObject, frame: Option<u32>) -> Result<Pixels, PixelError> {
+    let pixel = obj.element_opt(tags::PIXEL_DATA).ok().flatten().ok_or(PixelError::NoPixelData)?;
     let l = layout(obj)?;
     if let Some(f) = frame {
         if f >= l.frames {
@@ -244,7 +251,6 @@ pub fn decode(obj: &DefaultDicomObject, frame: Option<u32>) -> Result<Pixels, Pi
     let ts_uid = obj.meta().transfer_syntax().trim_end_matches(['\0', ' ']).to_string();
     let ts =
         TransferSyntaxRegistry.get(&ts_uid).ok_or_else(|| PixelError::UnsupportedTransferSyntax(ts_uid.clone()))?;
-    let pixel = obj.element_opt(tags::PIXEL_DATA).ok().flatten().ok_or(PixelError::NoPixelData)?;
     let encapsulated = ts.is_encapsulated_pixel_data();
     let photometric_in = match l.photometric.as_str() {
         "MONOCHROME1" => Photometric::Monochrome1,
@@ -269,7 +275,8 @@ pub fn decode(obj: &DefaultDicomObject, frame: Option<u32>) -> Result<Pixels, Pi
     // Raw little-endian bytes of the frames wanted, before masking.
     let (raw, ybr, planar, ybr422) = if !encapsulated {
         let bytes: Vec<u8> = match pixel.value() {
-            Value::Primitive(p) => native_bytes(p, ts.endianness(), l.bits_allocated),
+            Value::Primitive(p) if p.to_bytes().is_empty() => return Err(PixelError::NoPixelData),
+            Value::Primitive(p) => native_bytes(p, ts.endianness(), l.bits_allocated, pixel.vr()),
             Value::PixelSequence(_) => {
                 return Err(PixelError::Corrupt("native transfer syntax with encapsulated pixel data".into()))
             }
@@ -288,28 +295,41 @@ pub fn decode(obj: &DefaultDicomObject, frame: Option<u32>) -> Result<Pixels, Pi
         if !ts.can_decode_all() {
             return Err(PixelError::UnsupportedTransferSyntax(format!("{} ({})", ts.name(), ts_uid)));
         }
-        if let Value::PixelSequence(seq) = pixel.value() {
-            if seq.fragments().is_empty() {
-                return Err(PixelError::Corrupt("encapsulated Pixel Data has no fragments".into()));
-            }
-        } else {
+        let Value::PixelSequence(seq) = pixel.value() else {
             return Err(PixelError::Corrupt("compressed transfer syntax with native Pixel Data".into()));
+        };
+        if seq.fragments().is_empty() {
+            return Err(PixelError::Corrupt("encapsulated Pixel Data has no fragments".into()));
         }
-        let result = catch_unwind(AssertUnwindSafe(|| match frame {
-            Some(f) => obj.decode_pixel_data_frame(f).map(|d| d.into_data()),
-            None => obj.decode_pixel_data().map(|d| d.into_data()),
-        }));
-        let data = match result {
-            Ok(Ok(d)) => d,
-            Ok(Err(e)) => return Err(PixelError::Codec(format!("{}: {}", ts.name(), error_chain(&e)))),
-            Err(_) => return Err(PixelError::Codec(format!("{}: the decoder failed on corrupt data", ts.name()))),
+        let data = if ts_uid == RLE_LOSSLESS {
+            let bps = (l.bits_allocated as usize).div_ceil(8);
+            let pixels = l.rows as usize * l.columns as usize;
+            if l.bits_allocated == 1 {
+                return Err(PixelError::BadAttribute("RLE with Bits Allocated 1".into()));
+            }
+            let mut out = Vec::with_capacity(pixels * l.spp as usize * bps * count as usize);
+            for f in first..first + count {
+                let bytes = super::rle::frame_bytes(seq, f, l.frames)?;
+                super::rle::decode_frame(&bytes, pixels, l.spp as usize, bps, &mut out)?;
+            }
+            out
+        } else {
+            let result = catch_unwind(AssertUnwindSafe(|| match frame {
+                Some(f) => obj.decode_pixel_data_frame(f).map(|d| d.into_data()),
+                None => obj.decode_pixel_data().map(|d| d.into_data()),
+            }));
+            match result {
+                Ok(Ok(d)) => d,
+                Ok(Err(e)) => return Err(PixelError::Codec(format!("{}: {}", ts.name(), error_chain(&e)))),
+                Err(_) => return Err(PixelError::Codec(format!("{}: the decoder failed on corrupt data", ts.name()))),
+            }
         };
         let need = frame_bytes(&l, false) * count as usize;
         if data.len() < need {
             return Err(PixelError::Truncated { needed: need as u64, got: data.len() as u64 });
         }
         // RLE and JPEG-LS keep the stored colour space; the JPEG and JPEG 2000 decoders convert.
-        let keeps_colour = ts_uid == "1.2.840.10008.1.2.5" || ts_uid.starts_with("1.2.840.10008.1.2.4.8");
+        let keeps_colour = ts_uid == RLE_LOSSLESS || ts_uid.starts_with("1.2.840.10008.1.2.4.8");
         let ybr = keeps_colour && (l.photometric == "YBR_FULL" || l.photometric == "YBR_FULL_422");
         (data, ybr, false, false)
     };
@@ -344,13 +364,19 @@ fn frame_bytes(l: &Layout, ybr422: bool) -> usize {
 }
 
 /// The Pixel Data value as little-endian bytes in the file's sample layout.
-fn native_bytes(p: &PrimitiveValue, endianness: Endianness, bits_allocated: u16) -> Vec<u8> {
+fn native_bytes(p: &PrimitiveValue, endianness: Endianness, bits_allocated: u16, vr: dicom_core::VR) -> Vec<u8> {
     let mut bytes = p.to_bytes().into_owned();
-    // A big-endian OW value is read as 16-bit words; 8-bit samples and 32-bit words packed in
-    // it come out swapped in pairs.
+    // An OW value kept as raw bytes in a big-endian file holds 8-bit samples in swapped pairs.
+    if endianness == Endianness::Big && vr == dicom_core::VR::OW && bits_allocated == 8 {
+        if let PrimitiveValue::U8(_) = p {
+            bytes.chunks_exact_mut(2).for_each(|c| c.swap(0, 1));
+        }
+    }
+    // A big-endian OW value is read as 16-bit words: 8-bit samples come out of `to_bytes` in
+    // the order pydicom and dcmtk use (pairs swapped relative to the file), 32-bit values need
+    // their two words swapped.
     if endianness == Endianness::Big && matches!(p, PrimitiveValue::U16(_) | PrimitiveValue::I16(_)) {
         match bits_allocated {
-            8 => bytes.chunks_exact_mut(2).for_each(|c| c.swap(0, 1)),
             32 => bytes.chunks_exact_mut(4).for_each(|c| {
                 c.swap(0, 2);
                 c.swap(1, 3)

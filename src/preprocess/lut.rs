@@ -416,8 +416,9 @@ mod tests {
         assert!((window(100.0, w, VoiFunction::LinearExact) - 127.5).abs() < 1e-9);
         assert_eq!(window(125.1, w, VoiFunction::LinearExact), 255.0);
         assert!((window(100.0, w, VoiFunction::Sigmoid) - 127.5).abs() < 1e-9);
+        // At c - w/2 the sigmoid gives 255 / (1 + e^2).
         let lo = window(75.0, w, VoiFunction::Sigmoid);
-        assert!(lo > 0.0 && lo < 10.0, "{lo}");
+        assert!((lo - 255.0 / (1.0 + 2f64.exp())).abs() < 1e-9, "{lo}");
     }
 
     #[test]
@@ -448,5 +449,25 @@ mod tests {
         assert!("40".parse::<Window>().is_err());
         assert!("40,0".parse::<Window>().is_err());
         assert!("a,1".parse::<Window>().is_err());
+    }
+}
+
+#[cfg(test)]
+mod corpus_tests {
+    use super::*;
+
+    fn open(name: &str) -> DefaultDicomObject {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/dicom/pydicom");
+        crate::preprocess::open(&dir.join(name)).unwrap()
+    }
+
+    #[test]
+    fn reads_window_and_rescale_from_the_corpus() {
+        let ct = Presentation::from_object(&open("CT_small.dcm"), 0, true).unwrap();
+        assert_eq!(ct.modality, ModalityLut::Rescale { slope: 1.0, intercept: -1024.0 });
+        assert!(ct.windows.is_empty());
+        assert_eq!(ct.default_voi(), Voi::MinMax);
+        let mr = Presentation::from_object(&open("MR_small.dcm"), 0, true).unwrap();
+        assert_eq!(mr.windows, vec![Window { center: 600.0, width: 1600.0 }]);
     }
 }

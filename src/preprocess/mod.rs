@@ -11,6 +11,7 @@ pub mod decode;
 pub mod lut;
 pub mod npy;
 pub mod render;
+pub mod rle;
 
 use dicom_core::Tag;
 use dicom_object::DefaultDicomObject;

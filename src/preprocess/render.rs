@@ -186,27 +186,34 @@ pub fn resize(img: &Image, width: u32, height: u32) -> Image {
     Image { width, height, channels: img.channels, data }
 }
 
-/// For each output index: the first source index and the normalised filter weights.
+/// For each output index: the first source index and the normalised filter weights. Shrinking
+/// uses the area of overlap (a box filter: every source pixel counts once); enlarging uses a
+/// triangle (bilinear) filter.
 fn weights(src: usize, dst: usize) -> Vec<(usize, Vec<f32>)> {
     let scale = src as f64 / dst as f64;
-    let support = scale.max(1.0);
     (0..dst)
         .map(|i| {
-            let center = (i as f64 + 0.5) * scale;
-            let lo = ((center - support).floor().max(0.0)) as usize;
-            let hi = ((center + support).ceil() as usize).min(src);
-            let mut ws: Vec<f64> =
-                (lo..hi).map(|j| (1.0 - ((j as f64 + 0.5 - center) / support).abs()).max(0.0)).collect();
-            let sum: f64 = ws.iter().sum();
-            if sum > 0.0 {
-                ws.iter_mut().for_each(|w| *w /= sum);
+            let (lo, ws): (usize, Vec<f64>) = if scale >= 1.0 {
+                let (a, b) = (i as f64 * scale, (i + 1) as f64 * scale);
+                let lo = a.floor() as usize;
+                let hi = (b.ceil() as usize).min(src);
+                (lo, (lo..hi).map(|j| (b.min(j as f64 + 1.0) - a.max(j as f64)).max(0.0)).collect())
             } else {
-                // Degenerate (cannot happen with a support ≥ 1, kept for safety): nearest.
-                ws = vec![0.0; hi - lo];
-                let near = (center as usize).clamp(lo, hi - 1) - lo;
-                ws[near] = 1.0;
-            }
-            (lo, ws.into_iter().map(|w| w as f32).collect())
+                let center = (i as f64 + 0.5) * scale - 0.5;
+                let lo = center.floor().max(0.0) as usize;
+                let hi = (lo + 2).min(src);
+                (lo, (lo..hi).map(|j| (1.0 - (j as f64 - center).abs()).max(0.0)).collect())
+            };
+            let sum: f64 = ws.iter().sum();
+            let ws: Vec<f32> = if sum > 0.0 {
+                ws.iter().map(|w| (w / sum) as f32).collect()
+            } else {
+                // At the edges of an enlargement the only neighbour may have weight 0: nearest.
+                let mut v = vec![0.0; ws.len().max(1)];
+                v[0] = 1.0;
+                v
+            };
+            (lo, ws)
         })
         .collect()
 }

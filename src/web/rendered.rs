@@ -89,7 +89,9 @@ pub async fn rendered(
     let opts = RenderOptions { window, function };
     let size = q.size;
     let result = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, Failure> {
-        let cached = match st.frames.get(&sop, frame) {
+        // Keyed by the whole path, so a frame is only served under its own study and series.
+        let key = format!("{study}/{series}/{sop}");
+        let cached = match st.frames.get(&key, frame) {
             Some(c) => c,
             None => {
                 let reader = store::Reader::open(&st.data_dir).map_err(|e| Failure::Internal(e.to_string()))?;
@@ -103,7 +105,7 @@ pub async fn rendered(
                 let pixels = preprocess::decode(&obj, Some(frame)).map_err(Failure::Pixels)?;
                 let presentation = Presentation::from_object(&obj, frame, pixels.signed).map_err(Failure::Pixels)?;
                 let c = Arc::new(CachedFrame { pixels, presentation });
-                st.frames.insert(&sop, frame, c.clone());
+                st.frames.insert(&key, frame, c.clone());
                 c
             }
         };

@@ -148,12 +148,12 @@ fn window_argument_matches_dcmtk() {
 #[test]
 fn default_render_uses_the_files_window() {
     let t = tempfile::tempdir().unwrap();
-    // CT_small.dcm has Window Center/Width in the file; the default render must equal an
+    // MR_small.dcm has Window Center/Width in the file; the default render must equal an
     // explicit render with those values.
-    let f = shared().join("dicom/pydicom/CT_small.dcm");
+    let f = shared().join("dicom/pydicom/MR_small.dcm");
     let obj = preprocess::open(&f).unwrap();
     let pres = preprocess::Presentation::from_object(&obj, 0, true).unwrap();
-    let w = pres.windows.first().copied().expect("CT_small.dcm has a window");
+    let w = pres.windows.first().copied().expect("MR_small.dcm has a window");
     render(&f, &[], &t.path().join("d.png"));
     render(&f, &["--window", &format!("{},{}", w.center, w.width)], &t.path().join("e.png"));
     assert_eq!(read_png(&t.path().join("d.png")).3, read_png(&t.path().join("e.png")).3);

@@ -60,8 +60,8 @@ const UNPARSEABLE: &[&str] = &[
 /// Files where Lucent and pydicom knowingly disagree, and why.
 const KNOWN_DIFFERENCES: &[(&str, &str)] = &[(
     "SC_jpeg_no_color_transform.dcm",
-    "RGB JPEG with component IDs R,G,B and no JFIF/Adobe marker: libjpeg keeps RGB, \
-     jpeg-decoder (inside dicom-pixeldata) converts it as YCbCr",
+    "Photometric Interpretation RGB over a JPEG without JFIF/Adobe markers: pydicom (and dcmtk) \
+     trust the RGB label, jpeg-decoder inside dicom-pixeldata converts the samples as YCbCr",
 )];
 
 fn decode_file(path: &Path) -> Result<Option<preprocess::Pixels>, PixelError> {
@@ -121,13 +121,27 @@ const SAME_PIXELS: &[&[&str]] = &[
     &["rtdose_1frame.dcm", "rtdose_expb_1frame.dcm", "rtdose_rle_1frame.dcm"],
     &["liver_1frame.dcm", "liver_expb_1frame.dcm"],
     &["SC_rgb_small_odd.dcm", "SC_rgb_small_odd_big_endian.dcm"],
-    // RGB: RLE and dcmtk's uncompressed big-endian version.
-    &["SC_rgb_rle.dcm", "SC_rgb_dcmtk_+eb+cr.dcm"],
+];
+
+/// (single-frame file, two-frame file whose first frame holds the same pixels).
+const FIRST_FRAME_OF: &[(&str, &str)] = &[
+    ("SC_rgb_rle.dcm", "SC_rgb_rle_2frame.dcm"),
+    ("SC_rgb_rle_16bit.dcm", "SC_rgb_rle_16bit_2frame.dcm"),
+    ("SC_rgb_rle_32bit.dcm", "SC_rgb_rle_32bit_2frame.dcm"),
+    ("rtdose_1frame.dcm", "rtdose.dcm"),
+    ("rtdose_rle_1frame.dcm", "rtdose_rle.dcm"),
 ];
 
 #[test]
 fn lossless_encodings_decode_identically() {
     let dir = shared().join("dicom/pydicom");
+    for (one, two) in FIRST_FRAME_OF {
+        let single = decode_file(&dir.join(one)).unwrap().unwrap();
+        let obj = preprocess::open(&dir.join(two)).unwrap();
+        let first = preprocess::decode(&obj, Some(0)).unwrap();
+        assert_eq!(first.frames, 1);
+        assert!(first.samples == single.samples, "frame 1 of {two} differs from {one}");
+    }
     for group in SAME_PIXELS {
         let reference = decode_file(&dir.join(group[0])).unwrap().unwrap();
         for other in &group[1..] {

@@ -314,6 +314,20 @@ pub fn decode(obj: &DefaultDicomObject, frame: Option<u32>) -> Result<Pixels, Pi
             }
             out
         } else {
+            if ts_uid.starts_with("1.2.840.10008.1.2.4.8") {
+                // CharLS 2.4.5 spins on a JPEG-LS stream cut short; refuse one without its
+                // end-of-image marker before calling it.
+                for f in first..first + count {
+                    let bytes = super::rle::frame_bytes(seq, f, l.frames)?;
+                    let end = bytes.iter().rposition(|&b| b != 0).map(|p| p + 1).unwrap_or(0);
+                    if end < 2 || bytes[end - 2..end] != [0xFF, 0xD9] {
+                        return Err(PixelError::Corrupt(format!(
+                            "JPEG-LS frame {} has no end-of-image marker (truncated)",
+                            f + 1
+                        )));
+                    }
+                }
+            }
             let result = catch_unwind(AssertUnwindSafe(|| match frame {
                 Some(f) => obj.decode_pixel_data_frame(f).map(|d| d.into_data()),
                 None => obj.decode_pixel_data().map(|d| d.into_data()),

@@ -13,6 +13,9 @@ missing=()
 for cmd in "${!needs[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${needs[$cmd]}")
 done
+# The pydicom reference venv needs python3 with venv/ensurepip (Debian: python3-venv).
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if ((${#missing[@]})); then
   echo "installing Debian packages: ${missing[*]}"
   sudo=""
@@ -20,6 +23,19 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# Independent pixel reference: pydicom with the pylibjpeg codecs, in a venv outside the repo.
+# Created on first use; later runs only check that it imports (well under a second).
+VENV="${LUCENT_VENV:-$HOME/.cache/lucent-venv}"
+PY_PKGS=(numpy "pydicom==3.0.2" "pylibjpeg==2.1.0" "pylibjpeg-libjpeg==2.5.0" "pylibjpeg-openjpeg==2.6.0" "pylibjpeg-rle==2.2.0")
+if ! "$VENV/bin/python" -c 'import numpy, pydicom, pylibjpeg, libjpeg, openjpeg, rle' >/dev/null 2>&1; then
+  echo "creating the pydicom reference venv in $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PKGS[@]}"
+fi
+# The pixel tests compare Lucent's decoding with pydicom's through this interpreter; they fail
+# when it is set but broken, and skip (saying so) only when it is not set.
+export LUCENT_PYTHON="$VENV/bin/python"
 
 # dcmtk tools stall ~50 ms per message on Nagle's algorithm unless told otherwise.
 export TCP_NODELAY=1

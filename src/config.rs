@@ -78,6 +78,7 @@ pub struct MaskRule {
 pub struct HttpConfig {
     pub bind: String,
     pub port: u16,
+    pub frame_cache_mb: u64,
 }
 
 impl Default for Config {
@@ -115,7 +116,7 @@ impl Default for StorageConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { bind: "0.0.0.0".into(), port: 8080 }
+        HttpConfig { bind: "0.0.0.0".into(), port: 8080, frame_cache_mb: 256 }
     }
 }
 

@@ -3,7 +3,8 @@
 //! Layers, top to bottom (see ARCHITECTURE.md):
 //! - [`cli`]: the command line; [`server`]: `serve` wiring and shutdown;
 //! - [`web`]: HTTP (health now, the staff UI later);
-//! - [`dicom`]: the DICOM network node (associations, DIMSE, Storage SCP);
+//! - [`dicom`]: the DICOM network node (associations, DIMSE, Storage SCP), attribute dump;
+//! - [`preprocess`]: pixel decoding, LUTs, rendering, model normalisation;
 //! - [`store`]: SQLite index and durable instance files; the only module that writes SQL;
 //! - [`preprocess`]: de-identification (and the pixel pipeline);
 //! - [`security`]: the appliance secret and keyed derivations (ring);

@@ -56,6 +56,7 @@ pub async fn serve(data_dir: &Path, overrides: Overrides) -> anyhow::Result<()> 
         data_dir: data_dir.to_path_buf(),
         dicom_up: listener.up.clone(),
         min_free_bytes: policy(&cfg).min_free_bytes,
+        frames: std::sync::Arc::new(crate::preprocess::cache::FrameCache::new(cfg.http.frame_cache_mb << 20)),
     };
     println!(
         "lucent {} serving {}: DICOM {}@{} , HTTP http://{}",

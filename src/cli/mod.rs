@@ -4,7 +4,8 @@
 //! Owns: argument parsing, exit codes, human and JSON output.
 //! Must not: hold business logic; anything worth testing without a terminal lives elsewhere.
 
-pub mod deid;
+mod deid;
+mod dicom;
 mod transfer;
 
 use std::path::PathBuf;
@@ -88,17 +89,11 @@ enum Command {
         #[arg(long, value_name = "UID")]
         study: Option<String>,
     },
-    /// DICOM file tools: de-identification.
+    /// File-level DICOM tools: decode pixels to .npy, render a frame, dump attributes, de-identify.
     Dicom {
         #[command(subcommand)]
-        action: DicomAction,
+        command: dicom::DicomCommand,
     },
-}
-
-#[derive(Subcommand)]
-enum DicomAction {
-    /// De-identify files or folders (PS3.15 Basic Application Level Confidentiality Profile).
-    Deid(deid::DeidArgs),
 }
 
 #[derive(Subcommand)]
@@ -190,7 +185,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Import { dir, paths } => return transfer::import(&dir.data_dir, &paths),
         Command::Export { dir, out, study } => transfer::export(&dir.data_dir, &out, study.as_deref())?,
-        Command::Dicom { action: DicomAction::Deid(args) } => return deid::run(args),
+        Command::Dicom { command } => return dicom::run(command),
     }
     Ok(ExitCode::SUCCESS)
 }

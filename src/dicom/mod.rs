@@ -9,6 +9,7 @@
 
 mod association;
 pub mod dimse;
+pub mod dump;
 pub mod instance;
 pub mod negotiation;
 pub mod pdu;

@@ -168,6 +168,17 @@ pub fn list_instances(conn: &Connection, study_uid: Option<&str>) -> rusqlite::R
     rows.collect()
 }
 
+/// The stored path of one instance, when it belongs to that study and series.
+pub fn instance_path(conn: &Connection, study: &str, series: &str, sop: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached(
+        "SELECT i.path
+         FROM instances i JOIN series se ON se.id = i.series_fk JOIN studies st ON st.id = se.study_fk
+         WHERE i.sop_uid = ?1 AND se.series_uid = ?2 AND st.study_uid = ?3",
+    )?
+    .query_row(params![sop, series, study], |r| r.get(0))
+    .optional()
+}
+
 /// The size recorded for a file, or `None` when no row points at it.
 pub fn indexed_size(conn: &Connection, path: &str) -> rusqlite::Result<Option<u64>> {
     conn.prepare_cached("SELECT size FROM instances WHERE path = ?1")?

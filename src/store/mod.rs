@@ -362,6 +362,12 @@ impl Reader {
         Ok(index::list_instances(&self.conn, study_uid)?)
     }
 
+    /// Absolute path of the file of instance `sop` in series `series` of study `study`, or
+    /// `None` when no such instance is stored.
+    pub fn instance_file(&self, study: &str, series: &str, sop: &str) -> Result<Option<PathBuf>, StoreError> {
+        Ok(index::instance_path(&self.conn, study, series, sop)?.map(|p| self.root.join(p)))
+    }
+
     /// Absolute path of a stored instance's file.
     pub fn file_path(&self, inst: &StoredInstance) -> PathBuf {
         self.root.join(&inst.path)

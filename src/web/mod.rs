@@ -1,4 +1,4 @@
-//! The HTTP server: health today; the staff UI, DICOMweb and the API hang off this router.
+//! The HTTP server: health and the rendered-frame endpoint today; the staff UI, DICOMweb and the API hang off this router.
 //!
 //! Owns: axum routes and their handlers.
 //! Must not: write SQL (it asks `store`), or render user data unescaped.
@@ -14,7 +14,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
+use crate::preprocess::cache::FrameCache;
 use crate::store;
+
+mod rendered;
 
 /// What the handlers can see.
 #[derive(Clone)]
@@ -22,10 +25,15 @@ pub struct AppState {
     pub data_dir: PathBuf,
     pub dicom_up: Arc<AtomicBool>,
     pub min_free_bytes: u64,
+    /// Decoded frames for the rendered-frame endpoint (bytes-bounded LRU).
+    pub frames: Arc<FrameCache>,
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new().route("/healthz", get(healthz)).with_state(state)
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/studies/{study}/series/{series}/instances/{sop}/frames/{n}/rendered", get(rendered::rendered))
+        .with_state(state)
 }
 
 #[derive(Serialize)]

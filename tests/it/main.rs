@@ -10,4 +10,6 @@ mod concurrency;
 mod crash;
 mod deid;
 mod limits;
+mod pixels;
+mod render;
 mod roundtrip;

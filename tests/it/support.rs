@@ -215,6 +215,25 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
+/// GET over HTTP/1.0 with an optional Accept header: (status, content type, body bytes).
+pub fn http_get_bytes(port: u16, path: &str, accept: Option<&str>) -> Option<(u16, String, Vec<u8>)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{accept}\r\n").ok()?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).ok()?;
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&resp[..split]).into_owned();
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    let ctype = head
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-type")))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default();
+    Some((code, ctype, resp[split + 4..].to_vec()))
+}
+
 /// Every instance file under `<dir>/files`, and every leftover in `<dir>/tmp`.
 pub fn files_on_disk(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let walk = |d: PathBuf| -> Vec<PathBuf> {

@@ -5,11 +5,13 @@
 //! - [`web`]: HTTP (health now, the staff UI later);
 //! - [`dicom`]: the DICOM network node (associations, DIMSE, Storage SCP);
 //! - [`store`]: SQLite index and durable instance files; the only module that writes SQL;
+//! - [`ml`]: devices, the classifier, training, inference queue, model registry;
 //! - [`config`]: typed configuration.
 
 pub mod cli;
 pub mod config;
 pub mod dicom;
+pub mod ml;
 pub mod server;
 pub mod store;
 pub mod web;

@@ -4,6 +4,7 @@
 //! Owns: argument parsing, exit codes, human and JSON output.
 //! Must not: hold business logic; anything worth testing without a terminal lives elsewhere.
 
+mod ml;
 mod transfer;
 
 use std::path::PathBuf;
@@ -87,6 +88,8 @@ enum Command {
         #[arg(long, value_name = "UID")]
         study: Option<String>,
     },
+    #[command(flatten)]
+    Ml(ml::MlCommand),
 }
 
 #[derive(Subcommand)]
@@ -178,6 +181,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Import { dir, paths } => return transfer::import(&dir.data_dir, &paths),
         Command::Export { dir, out, study } => transfer::export(&dir.data_dir, &out, study.as_deref())?,
+        Command::Ml(cmd) => return ml::run(cmd),
     }
     Ok(ExitCode::SUCCESS)
 }

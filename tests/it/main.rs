@@ -9,4 +9,5 @@ mod cli;
 mod concurrency;
 mod crash;
 mod limits;
+mod ml;
 mod roundtrip;

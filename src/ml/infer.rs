@@ -137,7 +137,7 @@ impl Classifier {
     pub fn logits(&self, inputs: &[f32]) -> Result<Vec<f64>, MlError> {
         let (x, _) = self.tensor(inputs)?;
         let out = self.net.forward(x).into_data();
-        let v: Vec<f32> = out.to_vec().map_err(|e| MlError::Device(format!("reading results: {e:?}")))?;
+        let v: Vec<f32> = out.try_to_vec::<f32>().map_err(|e| MlError::Device(format!("reading results: {e:?}")))?;
         Ok(v.into_iter().map(f64::from).collect())
     }
 
@@ -150,8 +150,8 @@ impl Classifier {
         let (x, n) = self.tensor(inputs)?;
         let (logits, cam) = self.net.forward_with_cam(x);
         let [_, fh, fw] = cam.dims();
-        let logits: Vec<f32> = logits.into_data().to_vec().map_err(|e| MlError::Device(format!("{e:?}")))?;
-        let cam: Vec<f32> = cam.into_data().to_vec().map_err(|e| MlError::Device(format!("{e:?}")))?;
+        let logits: Vec<f32> = logits.into_data().try_to_vec::<f32>().map_err(|e| MlError::Device(format!("{e:?}")))?;
+        let cam: Vec<f32> = cam.into_data().try_to_vec::<f32>().map_err(|e| MlError::Device(format!("{e:?}")))?;
         let (w, h) = (self.card.input.width, self.card.input.height);
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
@@ -194,7 +194,7 @@ pub fn net_logits(
         }
         let data = TensorData::new(buf.clone(), [end - start, 1, spec.height, spec.width]);
         let logits = net.forward(Tensor::from_data(data, device)).into_data();
-        let v: Vec<f32> = logits.to_vec().map_err(|e| MlError::Device(format!("reading results: {e:?}")))?;
+        let v: Vec<f32> = logits.try_to_vec::<f32>().map_err(|e| MlError::Device(format!("reading results: {e:?}")))?;
         out.extend(v.into_iter().map(f64::from));
     }
     Ok(out)

@@ -23,18 +23,19 @@ fn main() {
         }
     }
     entries.sort();
-    let mut code = String::from(
+    // burnpack tensors are read in place (zero copy), so the embedded bytes must be aligned.
+    let mut code = String::from("#[repr(C, align(64))]\npub struct Aligned<const N: usize>(pub [u8; N]);\n");
+    for (i, (_, bpk)) in entries.iter().enumerate() {
+        let n = std::fs::metadata(bpk).expect("weights size").len();
+        writeln!(code, "static W{i}: Aligned<{n}> = Aligned(*include_bytes!({:?}));", bpk.display().to_string())
+            .unwrap();
+    }
+    code.push_str(
         "/// (file stem, card TOML, weights) of each shipped model.\npub static MODELS: &[(&str, &str, &[u8])] = &[\n",
     );
-    for (card, bpk) in &entries {
+    for (i, (card, _)) in entries.iter().enumerate() {
         let stem = card.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
-        writeln!(
-            code,
-            "    ({stem:?}, include_str!({:?}), include_bytes!({:?}) as &[u8]),",
-            card.display().to_string(),
-            bpk.display().to_string()
-        )
-        .unwrap();
+        writeln!(code, "    ({stem:?}, include_str!({:?}), &W{i}.0),", card.display().to_string()).unwrap();
     }
     code.push_str("];\n");
     std::fs::write(Path::new(&out).join("embedded_models.rs"), code).expect("write embedded_models.rs");

@@ -10,6 +10,8 @@ use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use burn::module::Module;
+
 use lucent::ml::data::{load_npz_split, TrainingData};
 use lucent::ml::infer::{net_logits, save_net_bytes, sha256_hex, Classifier};
 use lucent::ml::model::Architecture;

@@ -4,14 +4,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests need, keyed by a command each provides.
+# Debian packages the tests need, keyed by a command each provides (or, for a key starting
+# with /, a file pattern it installs).
 declare -A needs=(
   [storescu]=dcmtk      # DICOM peers: echoscu, storescu, dcmdump
   [cmake]=cmake         # builds the static JPEG-LS codec (charls)
+  ['/usr/share/vulkan/icd.d/lvp_icd.*.json']=mesa-vulkan-drivers  # lavapipe: Vulkan on the CPU for the wgpu path
 )
 missing=()
-for cmd in "${!needs[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("${needs[$cmd]}")
+for key in "${!needs[@]}"; do
+  if [[ $key == /* ]]; then
+    compgen -G "$key" >/dev/null || missing+=("${needs[$key]}")
+  else
+    command -v "$key" >/dev/null 2>&1 || missing+=("${needs[$key]}")
+  fi
 done
 # The pydicom reference venv needs python3 with venv/ensurepip (Debian: python3-venv).
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
@@ -39,5 +45,7 @@ export LUCENT_PYTHON="$VENV/bin/python"
 
 # dcmtk tools stall ~50 ms per message on Nagle's algorithm unless told otherwise.
 export TCP_NODELAY=1
+# The wgpu test must find a Vulkan adapter (lavapipe at least): a missing one fails the run.
+export LUCENT_REQUIRE_WGPU=1
 
 cargo test --locked "$@"

@@ -22,6 +22,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub http: HttpConfig,
     pub deid: DeidConfig,
+    pub ml: MlConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,6 +82,25 @@ pub struct HttpConfig {
     pub frame_cache_mb: u64,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MlConfig {
+    /// "auto", "cpu" or "gpu" (see `ml::device`).
+    pub device: String,
+    /// Largest inference batch the queue forms.
+    pub max_batch: u32,
+    /// Milliseconds the queue waits to fill a batch after the first request.
+    pub max_wait_ms: u32,
+    /// Requests that may wait in the inference queue; more are refused until it drains.
+    pub queue_capacity: u32,
+}
+
+impl Default for MlConfig {
+    fn default() -> Self {
+        MlConfig { device: "auto".into(), max_batch: 32, max_wait_ms: 5, queue_capacity: 256 }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -88,6 +108,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             http: HttpConfig::default(),
             deid: DeidConfig::default(),
+            ml: MlConfig::default(),
         }
     }
 }
@@ -188,6 +209,15 @@ impl Config {
         }
         if self.dicom.idle_timeout_secs == 0 {
             return bad("dicom.idle_timeout_secs must be at least 1".into());
+        }
+        if !matches!(self.ml.device.as_str(), "auto" | "cpu" | "gpu") {
+            return bad(format!("ml.device must be \"auto\", \"cpu\" or \"gpu\", got `{}`", self.ml.device));
+        }
+        if self.ml.max_batch == 0 || self.ml.max_batch > 4096 {
+            return bad(format!("ml.max_batch must be 1..=4096, got {}", self.ml.max_batch));
+        }
+        if self.ml.queue_capacity == 0 {
+            return bad("ml.queue_capacity must be at least 1".into());
         }
         for (key, addr) in [("dicom.bind", &self.dicom.bind), ("http.bind", &self.http.bind)] {
             if addr.parse::<IpAddr>().is_err() {
@@ -397,6 +427,8 @@ mod tests {
         assert!(err.contains("a non-negative integer"), "{err}");
         let err = set(dir.path(), "dicom.ae_title", "THIS_TITLE_IS_WAY_TOO_LONG").unwrap_err();
         assert!(err.to_string().contains("1 to 16 characters"), "{err}");
+        let err = set(dir.path(), "ml.device", "tpu").unwrap_err().to_string();
+        assert!(err.contains("ml.device"), "{err}");
         let err = set(dir.path(), "dicom.max_pdu", "100").unwrap_err().to_string();
         assert!(err.contains("dicom.max_pdu"), "{err}");
         // The file is untouched by a rejected set.

@@ -6,6 +6,7 @@
 
 mod deid;
 mod dicom;
+mod ml;
 mod transfer;
 
 use std::path::PathBuf;
@@ -94,6 +95,8 @@ enum Command {
         #[command(subcommand)]
         command: dicom::DicomCommand,
     },
+    #[command(flatten)]
+    Ml(ml::MlCommand),
 }
 
 #[derive(Subcommand)]
@@ -186,6 +189,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import { dir, paths } => return transfer::import(&dir.data_dir, &paths),
         Command::Export { dir, out, study } => transfer::export(&dir.data_dir, &out, study.as_deref())?,
         Command::Dicom { command } => return dicom::run(command),
+        Command::Ml(cmd) => return ml::run(cmd),
     }
     Ok(ExitCode::SUCCESS)
 }

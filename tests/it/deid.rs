@@ -589,7 +589,7 @@ fn deid_pydicom_corpus_masks_every_codec_and_never_panics() {
     let data = data_dir(root.path(), masks);
     // Two malformed files make dicom-object 0.10 allocate gigabytes and spend tens of seconds
     // before it fails (UN_sequence.dcm: 674 bytes, 36 s, 3.6 GB); they are left out here to keep
-    // the suite fast, and listed in NOTES-deid.md.
+    // the suite fast, and listed in docs/status/deid.md.
     let corpus = root.path().join("pydicom");
     std::fs::create_dir_all(&corpus).unwrap();
     for e in std::fs::read_dir(shared().join("dicom/pydicom")).unwrap() {

@@ -10,6 +10,7 @@ mod concurrency;
 mod crash;
 mod deid;
 mod limits;
+mod ml;
 mod pixels;
 mod render;
 mod roundtrip;

@@ -1,0 +1,42 @@
+//! Embeds the shipped models: every `models/<name>-<version>.toml` with its `.bpk` beside it
+//! becomes an entry of `ml::registry`'s embedded list.
+
+use std::fmt::Write;
+use std::path::Path;
+
+fn main() {
+    let out = std::env::var("OUT_DIR").expect("OUT_DIR");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let mut entries = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                let bpk = p.with_extension("bpk");
+                if bpk.is_file() {
+                    println!("cargo:rerun-if-changed={}", p.display());
+                    println!("cargo:rerun-if-changed={}", bpk.display());
+                    entries.push((p, bpk));
+                }
+            }
+        }
+    }
+    entries.sort();
+    // burnpack tensors are read in place (zero copy), so the embedded bytes must be aligned.
+    let mut code = String::from("#[repr(C, align(64))]\npub struct Aligned<const N: usize>(pub [u8; N]);\n");
+    for (i, (_, bpk)) in entries.iter().enumerate() {
+        let n = std::fs::metadata(bpk).expect("weights size").len();
+        writeln!(code, "static W{i}: Aligned<{n}> = Aligned(*include_bytes!({:?}));", bpk.display().to_string())
+            .unwrap();
+    }
+    code.push_str(
+        "/// (file stem, card TOML, weights) of each shipped model.\npub static MODELS: &[(&str, &str, &[u8])] = &[\n",
+    );
+    for (i, (card, _)) in entries.iter().enumerate() {
+        let stem = card.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+        writeln!(code, "    ({stem:?}, include_str!({:?}), &W{i}.0),", card.display().to_string()).unwrap();
+    }
+    code.push_str("];\n");
+    std::fs::write(Path::new(&out).join("embedded_models.rs"), code).expect("write embedded_models.rs");
+}

@@ -1,0 +1,224 @@
+//! A loaded classifier: weights checked against their card, moved to the selected device,
+//! and the input pipeline the card prescribes (resize, normalise), calibrated probabilities
+//! and saliency maps.
+
+use std::borrow::Cow;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use burn_store::{BurnpackStore, ModuleSnapshot};
+use serde::Serialize;
+
+use super::card::{InputSpec, ModelCard};
+use super::data::{GrayFrame, Split};
+use super::metrics::sigmoid;
+use super::model::Net;
+use super::MlError;
+
+/// One image's result.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Prediction {
+    /// The network's raw logit.
+    pub logit: f64,
+    /// Calibrated probability of the positive class (`labels[1]`).
+    pub probability: f64,
+    /// `probability >= threshold`.
+    pub positive: bool,
+}
+
+/// A saliency map at the input's resolution, values in [0, 1] (1 = most evidence for the
+/// positive class), row-major, for the viewer to overlay.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Saliency {
+    pub width: usize,
+    pub height: usize,
+    pub values: Vec<f32>,
+}
+
+/// sha256 of `bytes`, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Builds the network the card describes and loads `weights` into it, after checking their
+/// checksum against the card. Every tensor must match in name and shape.
+pub fn load_net(card: &ModelCard, weights: &Cow<'static, [u8]>, device: &Device, origin: &str) -> Result<Net, MlError> {
+    let sum = sha256_hex(weights);
+    if sum != card.weights_sha256 {
+        return Err(MlError::Mismatch(format!(
+            "{origin}: the weights do not match the card {}: sha256 {sum}, the card says {} \
+             (corrupt or replaced file; re-import the model)",
+            card.id(),
+            card.weights_sha256
+        )));
+    }
+    let mut net = card.architecture.init(device);
+    // Shipped weights live in the binary's read-only data and load without a copy.
+    let mut store = match weights {
+        Cow::Borrowed(b) => BurnpackStore::from_static(b),
+        Cow::Owned(v) => BurnpackStore::from_bytes(Some(burn::tensor::Bytes::from_bytes_vec(v.clone()))),
+    };
+    let result = net.load_from(&mut store).map_err(|e| {
+        MlError::Mismatch(format!("{origin}: the weights do not fit the architecture in card {}: {e}", card.id()))
+    })?;
+    if !result.unused.is_empty() {
+        return Err(MlError::Mismatch(format!(
+            "{origin}: the weights hold tensors the card's architecture lacks: {:?}",
+            result.unused
+        )));
+    }
+    Ok(net.valid())
+}
+
+/// Serialises a network to burnpack bytes.
+pub fn save_net_bytes(net: &Net) -> Result<Vec<u8>, MlError> {
+    let mut store = BurnpackStore::from_bytes(None);
+    net.save_into(&mut store).map_err(|e| MlError::Io(format!("cannot serialise weights: {e}")))?;
+    let bytes = store.get_bytes().map_err(|e| MlError::Io(format!("cannot serialise weights: {e}")))?;
+    Ok(bytes.to_vec())
+}
+
+/// Normalises 8-bit frames (already at the input size) into the network's input layout.
+pub fn normalise_into(pixels: &[u8], spec: &InputSpec, out: &mut Vec<f32>) {
+    let (m, s) = (spec.mean as f32, spec.std as f32);
+    out.extend(pixels.iter().map(|&p| (p as f32 / 255.0 - m) / s));
+}
+
+pub struct Classifier {
+    pub card: ModelCard,
+    pub net: Net,
+    pub device: Device,
+}
+
+impl Classifier {
+    pub fn new(
+        card: ModelCard,
+        weights: &Cow<'static, [u8]>,
+        device: &Device,
+        origin: &str,
+    ) -> Result<Classifier, MlError> {
+        let net = load_net(&card, weights, device, origin)?;
+        Ok(Classifier { card, net, device: device.clone() })
+    }
+
+    /// The card's input pipeline for one frame: resize, then normalise.
+    pub fn prepare(&self, frame: &GrayFrame) -> Vec<f32> {
+        let spec = &self.card.input;
+        let f = frame.resized(spec.width, spec.height);
+        let mut v = Vec::with_capacity(spec.width * spec.height);
+        normalise_into(&f.pixels, spec, &mut v);
+        v
+    }
+
+    fn pixels(&self) -> usize {
+        self.card.input.width * self.card.input.height
+    }
+
+    fn tensor(&self, inputs: &[f32]) -> Result<(Tensor<4>, usize), MlError> {
+        let p = self.pixels();
+        if inputs.is_empty() || inputs.len() % p != 0 {
+            return Err(MlError::Data(format!(
+                "input of {} values is not a whole number of {p}-pixel images",
+                inputs.len()
+            )));
+        }
+        let n = inputs.len() / p;
+        let data = TensorData::new(inputs.to_vec(), [n, 1, self.card.input.height, self.card.input.width]);
+        Ok((Tensor::from_data(data, &self.device), n))
+    }
+
+    pub fn calibrate(&self, logit: f64) -> Prediction {
+        let probability = sigmoid(logit / self.card.calibration.temperature);
+        Prediction { logit, probability, positive: probability >= self.card.threshold }
+    }
+
+    /// Raw logits for prepared inputs (`n * pixels` values).
+    pub fn logits(&self, inputs: &[f32]) -> Result<Vec<f64>, MlError> {
+        let (x, _) = self.tensor(inputs)?;
+        let out = self.net.forward(x).into_data();
+        let v: Vec<f32> = out.try_to_vec::<f32>().map_err(|e| MlError::Device(format!("reading results: {e:?}")))?;
+        Ok(v.into_iter().map(f64::from).collect())
+    }
+
+    pub fn predict(&self, inputs: &[f32]) -> Result<Vec<Prediction>, MlError> {
+        Ok(self.logits(inputs)?.into_iter().map(|z| self.calibrate(z)).collect())
+    }
+
+    /// Predictions with Grad-CAM saliency maps upsampled to the input size.
+    pub fn predict_with_saliency(&self, inputs: &[f32]) -> Result<Vec<(Prediction, Saliency)>, MlError> {
+        let (x, n) = self.tensor(inputs)?;
+        let (logits, cam) = self.net.forward_with_cam(x);
+        let [_, fh, fw] = cam.dims();
+        let logits: Vec<f32> = logits.into_data().try_to_vec::<f32>().map_err(|e| MlError::Device(format!("{e:?}")))?;
+        let cam: Vec<f32> = cam.into_data().try_to_vec::<f32>().map_err(|e| MlError::Device(format!("{e:?}")))?;
+        let (w, h) = (self.card.input.width, self.card.input.height);
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let m = &cam[i * fh * fw..(i + 1) * fh * fw];
+            let values = upsample(m, fw, fh, w, h);
+            out.push((self.calibrate(logits[i] as f64), Saliency { width: w, height: h, values }));
+        }
+        Ok(out)
+    }
+
+    /// Logits for every image of a split, in order, `batch` at a time.
+    pub fn split_logits(&self, split: &Split, batch: usize) -> Result<Vec<f64>, MlError> {
+        net_logits(&self.net, &self.device, &self.card.input, split, batch)
+    }
+}
+
+/// Logits of `net` for every image of `split` (resized to the spec if needed), in order.
+pub fn net_logits(
+    net: &Net,
+    device: &Device,
+    spec: &InputSpec,
+    split: &Split,
+    batch: usize,
+) -> Result<Vec<f64>, MlError> {
+    let resized;
+    let split = if split.width != spec.width || split.height != spec.height {
+        resized = split.clone().resized(spec.width, spec.height);
+        &resized
+    } else {
+        split
+    };
+    let batch = batch.max(1);
+    let mut out = Vec::with_capacity(split.len());
+    let mut buf = Vec::new();
+    for start in (0..split.len()).step_by(batch) {
+        buf.clear();
+        let end = (start + batch).min(split.len());
+        for i in start..end {
+            normalise_into(split.image(i), spec, &mut buf);
+        }
+        let data = TensorData::new(buf.clone(), [end - start, 1, spec.height, spec.width]);
+        let logits = net.forward(Tensor::from_data(data, device)).into_data();
+        let v: Vec<f32> = logits.try_to_vec::<f32>().map_err(|e| MlError::Device(format!("reading results: {e:?}")))?;
+        out.extend(v.into_iter().map(f64::from));
+    }
+    Ok(out)
+}
+
+/// Bilinear upsampling of a `fw`×`fh` map to `w`×`h`, scaled to [0, 1] by its maximum.
+fn upsample(m: &[f32], fw: usize, fh: usize, w: usize, h: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(w * h);
+    for y in 0..h {
+        let sy = ((y as f32 + 0.5) * fh as f32 / h as f32 - 0.5).clamp(0.0, (fh - 1) as f32);
+        let (y1, ty) = (sy.floor() as usize, sy - sy.floor());
+        let y2 = (y1 + 1).min(fh - 1);
+        for x in 0..w {
+            let sx = ((x as f32 + 0.5) * fw as f32 / w as f32 - 0.5).clamp(0.0, (fw - 1) as f32);
+            let (x1, tx) = (sx.floor() as usize, sx - sx.floor());
+            let x2 = (x1 + 1).min(fw - 1);
+            let top = m[y1 * fw + x1] * (1.0 - tx) + m[y1 * fw + x2] * tx;
+            let bot = m[y2 * fw + x1] * (1.0 - tx) + m[y2 * fw + x2] * tx;
+            out.push(top * (1.0 - ty) + bot * ty);
+        }
+    }
+    let max = out.iter().cloned().fold(0.0f32, f32::max);
+    if max > 0.0 {
+        out.iter_mut().for_each(|v| *v /= max);
+    }
+    out
+}

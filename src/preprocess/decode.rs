@@ -313,6 +313,25 @@ pub fn decode(obj: &DefaultDicomObject, frame: Option<u32>) -> Result<Pixels, Pi
                 super::rle::decode_frame(&bytes, pixels, l.spp as usize, bps, &mut out)?;
             }
             out
+        } else if matches!(ts_uid.as_str(), "1.2.840.10008.1.2.4.50" | "1.2.840.10008.1.2.4.51") && l.bits_stored > 8 {
+            // 12-bit JPEG (processes 2/4): libjpeg-turbo, since jpeg-decoder is 8-bit only.
+            let mut out = Vec::with_capacity(frame_bytes(&l, false) * count as usize);
+            for f in first..first + count {
+                let bytes = super::rle::frame_bytes(seq, f, l.frames)?;
+                let fr = super::jpeg12::decode(&bytes, l.spp)?;
+                if (fr.width, fr.height) != (l.columns, l.rows) {
+                    return Err(PixelError::Corrupt(format!(
+                        "JPEG frame {} is {}x{}, the header says {}x{}",
+                        f + 1,
+                        fr.width,
+                        fr.height,
+                        l.columns,
+                        l.rows
+                    )));
+                }
+                out.extend(fr.values.iter().flat_map(|v| v.to_le_bytes()));
+            }
+            out
         } else {
             if ts_uid.starts_with("1.2.840.10008.1.2.4.8") {
                 // CharLS 2.4.5 spins on a JPEG-LS stream cut short; refuse one without its

@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod decode;
 pub mod deid;
+pub mod jpeg12;
 pub mod lut;
 pub mod npy;
 pub mod render;

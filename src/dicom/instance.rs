@@ -111,6 +111,20 @@ fn precheck_dataset(dataset: &[u8], ts_uid: &str) -> Result<(), InstanceError> {
 
 /// Splits a Part 10 file into its transfer syntax and data set bytes (which are kept as is).
 pub fn split_part10(mut bytes: Vec<u8>) -> Result<(String, Vec<u8>), InstanceError> {
+    let (ts, pos) = locate_dataset(&bytes)?;
+    bytes.drain(..pos);
+    Ok((ts, bytes))
+}
+
+/// Runs the bounded structural walk ([`precheck`]) over a whole Part 10 file, for any code that
+/// is about to hand one to dicom-object (the pixel pipeline, de-identification).
+pub fn precheck_part10(bytes: &[u8]) -> Result<(), InstanceError> {
+    let (ts, pos) = locate_dataset(bytes)?;
+    precheck_dataset(&bytes[pos..], &ts)
+}
+
+/// The transfer syntax of a Part 10 file and the offset where its data set starts.
+fn locate_dataset(bytes: &[u8]) -> Result<(String, usize), InstanceError> {
     if bytes.len() < 132 || &bytes[128..132] != b"DICM" {
         return Err(InstanceError::NotPart10("no DICM prefix after the 128-byte preamble".into()));
     }
@@ -145,8 +159,7 @@ pub fn split_part10(mut bytes: Vec<u8>) -> Result<(String, Vec<u8>), InstanceErr
         pos = start + len;
     }
     let ts = ts.ok_or_else(|| InstanceError::NotPart10("file meta has no Transfer Syntax UID".into()))?;
-    bytes.drain(..pos);
-    Ok((ts, bytes))
+    Ok((ts, pos))
 }
 
 /// Reads a Part 10 file's bytes into an instance ready to store (import and recovery).

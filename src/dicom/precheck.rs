@@ -73,7 +73,7 @@ impl Walker<'_> {
         while *pos < end {
             let at = *pos;
             if end - at < 8 {
-                return Err(format!("element header cut short at offset {at}"));
+                return Err(format!("element header cut short at offset {at} (truncated)"));
             }
             let tag = (self.u16_at(at, be), self.u16_at(at + 2, be));
             if tag.0 == 0xFFFE {
@@ -90,7 +90,7 @@ impl Walker<'_> {
                     .ok_or_else(|| format!("invalid VR at offset {at}"))?;
                 if long_length(vr) {
                     if end - at < 12 {
-                        return Err(format!("element header cut short at offset {at}"));
+                        return Err(format!("element header cut short at offset {at} (truncated)"));
                     }
                     (Some(vr), self.u32_at(at + 8, be), 12)
                 } else {
@@ -126,7 +126,7 @@ impl Walker<'_> {
             let len = len as usize;
             if len > end - *pos {
                 return Err(format!(
-                    "element ({:04X},{:04X}) at offset {at} claims {len} bytes, {} remain",
+                    "element ({:04X},{:04X}) at offset {at} claims {len} bytes, {} remain (truncated or corrupt)",
                     tag.0,
                     tag.1,
                     end - *pos
@@ -160,7 +160,7 @@ impl Walker<'_> {
                 return Ok(());
             }
             if end - at < 8 {
-                return Err(format!("sequence item cut short at offset {at}"));
+                return Err(format!("sequence item cut short at offset {at} (truncated)"));
             }
             let tag = (self.u16_at(at, be), self.u16_at(at + 2, be));
             let len = self.u32_at(at + 4, be);
@@ -174,7 +174,10 @@ impl Walker<'_> {
                 ITEM => {
                     let len = len as usize;
                     if len > end - *pos {
-                        return Err(format!("item at offset {at} claims {len} bytes, {} remain", end - *pos));
+                        return Err(format!(
+                            "item at offset {at} claims {len} bytes, {} remain (truncated or corrupt)",
+                            end - *pos
+                        ));
                     }
                     let item_end = *pos + len;
                     match self.elements(pos, item_end, depth, implicit_un)? {
@@ -193,7 +196,7 @@ impl Walker<'_> {
         loop {
             let at = *pos;
             if end - at < 8 {
-                return Err(format!("pixel data fragment cut short at offset {at}"));
+                return Err(format!("pixel data fragment cut short at offset {at} (truncated)"));
             }
             let tag = (self.u16_at(at, be), self.u16_at(at + 2, be));
             let len = self.u32_at(at + 4, be) as usize;
@@ -201,7 +204,12 @@ impl Walker<'_> {
             match tag {
                 SEQUENCE_END => return Ok(()),
                 ITEM if len <= end - *pos => *pos += len,
-                ITEM => return Err(format!("fragment at offset {at} claims {len} bytes, {} remain", end - *pos)),
+                ITEM => {
+                    return Err(format!(
+                        "fragment at offset {at} claims {len} bytes, {} remain (truncated or corrupt)",
+                        end - *pos
+                    ))
+                }
                 _ => return Err(format!("expected a fragment at offset {at}")),
             }
         }

@@ -142,6 +142,9 @@ pub fn parse(bytes: &[u8]) -> Result<DefaultDicomObject, PixelError> {
     if bytes.len() < 132 || &bytes[128..132] != b"DICM" {
         return Err(PixelError::NotPart10);
     }
+    // dicom-object trusts element lengths; a few hundred hostile bytes can make it allocate
+    // gigabytes. The bounded walk refuses those first.
+    crate::dicom::instance::precheck_part10(bytes).map_err(|e| PixelError::Parse(e.to_string()))?;
     OpenFileOptions::new().read_preamble(ReadPreamble::Always).from_reader(bytes).map_err(|e| {
         let m = error_chain(&e);
         if m.contains("failed to fill whole buffer") {

@@ -335,6 +335,8 @@ pub fn decode(obj: &DefaultDicomObject, frame: Option<u32>) -> Result<Pixels, Pi
                 out.extend(fr.values.iter().flat_map(|v| v.to_le_bytes()));
             }
             out
+        } else if let Some(raw) = rgb_jpeg_as_coded(seq, &l, &ts_uid, first, count)? {
+            raw
         } else {
             if ts_uid.starts_with("1.2.840.10008.1.2.4.8") {
                 // CharLS 2.4.5 spins on a JPEG-LS stream cut short; refuse one without its
@@ -394,6 +396,36 @@ pub fn decode(obj: &DefaultDicomObject, frame: Option<u32>) -> Result<Pixels, Pi
 }
 
 /// Bytes of one stored frame (`ybr422`: two samples per pixel as stored).
+/// An 8-bit JPEG labelled RGB whose frames carry no JFIF/Adobe marker: decoded without colour
+/// conversion (see `jpeg12::decode_raw_444`). `None` when that does not apply.
+fn rgb_jpeg_as_coded(
+    seq: &dicom_core::value::PixelFragmentSequence<Vec<u8>>,
+    l: &Layout,
+    ts_uid: &str,
+    first: u32,
+    count: u32,
+) -> Result<Option<Vec<u8>>, PixelError> {
+    if !matches!(ts_uid, "1.2.840.10008.1.2.4.50" | "1.2.840.10008.1.2.4.51")
+        || l.photometric != "RGB"
+        || l.spp != 3
+        || l.bits_allocated != 8
+    {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(frame_bytes(l, false) * count as usize);
+    for f in first..first + count {
+        let bytes = super::rle::frame_bytes(seq, f, l.frames)?;
+        if super::jpeg12::has_colour_marker(&bytes) {
+            return Ok(None);
+        }
+        match super::jpeg12::decode_raw_444(&bytes)? {
+            Some((w, h, px)) if (w, h) == (l.columns, l.rows) => out.extend_from_slice(&px),
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(out))
+}
+
 fn frame_bytes(l: &Layout, ybr422: bool) -> usize {
     let spp = if ybr422 { 2 } else { l.spp as usize };
     l.rows as usize * l.columns as usize * spp * (l.bits_allocated as usize).div_ceil(8)

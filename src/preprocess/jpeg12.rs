@@ -1,6 +1,7 @@
 //! 12-bit JPEG (ISO 10918-1 extended, processes 2 and 4: transfer syntax 1.2.840.10008.1.2.4.51
 //! with Bits Stored above 8), which dicom-pixeldata's pure-Rust JPEG decoder cannot read.
-//! Decoded with libjpeg-turbo 3 (turbojpeg-sys, built from source and linked statically).
+//! Decoded with libjpeg-turbo 3 (turbojpeg-sys, built from source and linked statically), which
+//! also reads 8-bit RGB-labelled streams without a colour marker as coded ([`decode_raw_444`]).
 
 use std::ffi::CStr;
 
@@ -88,6 +89,59 @@ fn fix_sequential_scan(jpeg: &[u8]) -> Option<Vec<u8>> {
         pos += 2 + len;
     }
     None
+}
+
+/// Whether an 8-bit JPEG stream carries a JFIF (APP0) or Adobe (APP14) marker, the only
+/// in-stream statements of its colour space.
+pub fn has_colour_marker(jpeg: &[u8]) -> bool {
+    let mut pos = 2;
+    while pos + 4 <= jpeg.len() && jpeg[pos] == 0xFF {
+        let marker = jpeg[pos + 1];
+        if marker == 0xDA {
+            return false;
+        }
+        let len = u16::from_be_bytes([jpeg[pos + 2], jpeg[pos + 3]]) as usize;
+        let body = jpeg.get(pos + 4..pos + 2 + len.max(2)).unwrap_or(&[]);
+        if (marker == 0xE0 && body.starts_with(b"JFIF")) || (marker == 0xEE && body.starts_with(b"Adobe")) {
+            return true;
+        }
+        pos += 2 + len;
+    }
+    false
+}
+
+/// Decodes an 8-bit, three-component, 4:4:4 JPEG frame without any colour conversion: the
+/// component values as coded, interleaved. For a stream the DICOM header labels RGB and that
+/// carries no JFIF/Adobe marker, this is what the encoder meant (dcmtk and pydicom read it so);
+/// a decoder that assumes YCbCr would convert it wrongly. `None` when the stream is not 4:4:4.
+pub fn decode_raw_444(jpeg: &[u8]) -> Result<Option<(u32, u32, Vec<u8>)>, PixelError> {
+    let d = Decompressor::new()?;
+    d.header(jpeg)?;
+    let (w, h) = (d.get(tj::TJPARAM_TJPARAM_JPEGWIDTH), d.get(tj::TJPARAM_TJPARAM_JPEGHEIGHT));
+    if d.get(tj::TJPARAM_TJPARAM_SUBSAMP) != tj::TJSAMP_TJSAMP_444 as i32
+        || d.get(tj::TJPARAM_TJPARAM_PRECISION) != 8
+        || w <= 0
+        || h <= 0
+    {
+        return Ok(None);
+    }
+    let n = w as usize * h as usize;
+    let mut planes = [vec![0u8; n], vec![0u8; n], vec![0u8; n]];
+    let mut ptrs = [planes[0].as_mut_ptr(), planes[1].as_mut_ptr(), planes[2].as_mut_ptr()];
+    let mut strides = [w, w, w];
+    // SAFETY: three planes of width × height bytes with stride = width, which is what TurboJPEG
+    // writes for a 4:4:4 image; the input slice outlives the call.
+    let rc = unsafe {
+        tj::tj3DecompressToYUVPlanes8(d.handle, jpeg.as_ptr(), jpeg.len() as _, ptrs.as_mut_ptr(), strides.as_mut_ptr())
+    };
+    if rc != 0 {
+        return Err(PixelError::Codec(format!("JPEG: {}", d.error())));
+    }
+    let mut out = Vec::with_capacity(n * 3);
+    for i in 0..n {
+        out.extend_from_slice(&[planes[0][i], planes[1][i], planes[2][i]]);
+    }
+    Ok(Some((w as u32, h as u32, out)))
 }
 
 struct Decompressor {

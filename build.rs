@@ -1,5 +1,6 @@
 //! Embeds the shipped models: every `models/<name>-<version>.toml` with its `.bpk` beside it
-//! becomes an entry of `ml::registry`'s embedded list.
+//! becomes an entry of `ml::registry`'s embedded list, with its validation predictions
+//! (`<name>-<version>.predictions.csv`) when present.
 
 use std::fmt::Write;
 use std::path::Path;
@@ -31,11 +32,19 @@ fn main() {
             .unwrap();
     }
     code.push_str(
-        "/// (file stem, card TOML, weights) of each shipped model.\npub static MODELS: &[(&str, &str, &[u8])] = &[\n",
+        "/// (file stem, card TOML, weights, validation predictions CSV) of each shipped model.\n\
+         pub static MODELS: &[(&str, &str, &[u8], Option<&str>)] = &[\n",
     );
     for (i, (card, _)) in entries.iter().enumerate() {
         let stem = card.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
-        writeln!(code, "    ({stem:?}, include_str!({:?}), &W{i}.0),", card.display().to_string()).unwrap();
+        let preds = card.with_file_name(format!("{stem}.predictions.csv"));
+        println!("cargo:rerun-if-changed={}", preds.display());
+        let preds = if preds.is_file() {
+            format!("Some(include_str!({:?}))", preds.display().to_string())
+        } else {
+            "None".to_string()
+        };
+        writeln!(code, "    ({stem:?}, include_str!({:?}), &W{i}.0, {preds}),", card.display().to_string()).unwrap();
     }
     code.push_str("];\n");
     std::fs::write(Path::new(&out).join("embedded_models.rs"), code).expect("write embedded_models.rs");

@@ -10,6 +10,8 @@ declare -A needs=(
   [storescu]=dcmtk      # DICOM peers: echoscu, storescu, dcmdump
   [cmake]=cmake         # builds the static JPEG-LS codec (charls)
   ['/usr/share/vulkan/icd.d/lvp_icd.*.json']=mesa-vulkan-drivers  # lavapipe: Vulkan on the CPU for the wgpu path
+  [chromium]=chromium   # the real-browser test of the web UI
+  [chromedriver]=chromium-driver  # WebDriver for it (driven from Rust with fantoccini)
 )
 missing=()
 for key in "${!needs[@]}"; do

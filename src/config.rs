@@ -23,6 +23,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub deid: DeidConfig,
     pub ml: MlConfig,
+    pub web: WebConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,6 +85,42 @@ pub struct HttpConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Minutes without a request after which a session ends.
+    pub session_idle_minutes: u64,
+    /// Hours after login after which a session ends however busy it is.
+    pub session_max_hours: u64,
+    /// Consecutive wrong passwords that lock an account.
+    pub login_max_failures: u32,
+    /// Minutes an account stays locked.
+    pub lockout_minutes: u64,
+    /// Login attempts one client address may make per minute.
+    pub login_attempts_per_minute: u32,
+    /// Mark cookies Secure (set when Lucent is reached over HTTPS, e.g. behind a TLS proxy).
+    pub secure_cookies: bool,
+    /// Studies per worklist page.
+    pub worklist_page_size: u32,
+    /// Seconds between live refreshes of the worklist.
+    pub worklist_refresh_seconds: u32,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            session_idle_minutes: 15,
+            session_max_hours: 12,
+            login_max_failures: 5,
+            lockout_minutes: 15,
+            login_attempts_per_minute: 20,
+            secure_cookies: false,
+            worklist_page_size: 50,
+            worklist_refresh_seconds: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct MlConfig {
     /// "auto", "cpu" or "gpu" (see `ml::device`).
     pub device: String,
@@ -109,6 +146,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             deid: DeidConfig::default(),
             ml: MlConfig::default(),
+            web: WebConfig::default(),
         }
     }
 }
@@ -218,6 +256,22 @@ impl Config {
         }
         if self.ml.queue_capacity == 0 {
             return bad("ml.queue_capacity must be at least 1".into());
+        }
+        let w = &self.web;
+        for (key, v) in [
+            ("web.session_idle_minutes", w.session_idle_minutes),
+            ("web.session_max_hours", w.session_max_hours),
+            ("web.login_max_failures", u64::from(w.login_max_failures)),
+            ("web.lockout_minutes", w.lockout_minutes),
+            ("web.login_attempts_per_minute", u64::from(w.login_attempts_per_minute)),
+            ("web.worklist_refresh_seconds", u64::from(w.worklist_refresh_seconds)),
+        ] {
+            if v == 0 {
+                return bad(format!("{key} must be at least 1"));
+            }
+        }
+        if !(5..=500).contains(&w.worklist_page_size) {
+            return bad(format!("web.worklist_page_size must be 5..=500, got {}", w.worklist_page_size));
         }
         for (key, addr) in [("dicom.bind", &self.dicom.bind), ("http.bind", &self.http.bind)] {
             if addr.parse::<IpAddr>().is_err() {

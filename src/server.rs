@@ -52,12 +52,10 @@ pub async fn serve(data_dir: &Path, overrides: Overrides) -> anyhow::Result<()> 
     let http_addr = format!("{}:{}", cfg.http.bind, cfg.http.port);
     let http =
         tokio::net::TcpListener::bind(&http_addr).await.with_context(|| format!("cannot listen on {http_addr}"))?;
-    let state = web::AppState {
-        data_dir: data_dir.to_path_buf(),
-        dicom_up: listener.up.clone(),
-        min_free_bytes: policy(&cfg).min_free_bytes,
-        frames: std::sync::Arc::new(crate::preprocess::cache::FrameCache::new(cfg.http.frame_cache_mb << 20)),
-    };
+    let state = web::AppState::open(data_dir, &cfg, listener.up.clone())?;
+    if let Some(otp) = web::auth::bootstrap_admin(&state.db)? {
+        print_first_admin(&otp);
+    }
     println!(
         "lucent {} serving {}: DICOM {}@{} , HTTP http://{}",
         env!("CARGO_PKG_VERSION"),
@@ -83,6 +81,14 @@ pub async fn serve(data_dir: &Path, overrides: Overrides) -> anyhow::Result<()> 
     run.finish()?;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// Prints the first administrator's one-time password (once: it exists nowhere else).
+pub fn print_first_admin(otp: &str) {
+    println!(
+        "\nFirst administrator created.\n  user:               admin\n  one-time password:  {otp}\n\
+         Sign in at the web UI and choose a new password; this one is shown only now.\n"
+    );
 }
 
 /// Indexes files that a crashed run renamed into place but never committed to the index.

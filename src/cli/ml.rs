@@ -179,6 +179,10 @@ pub(super) enum ModelsAction {
         split: String,
         #[arg(long)]
         json: bool,
+        /// Also write each image's calibrated probability and label to this CSV (the
+        /// `<id>.predictions.csv` beside a card feeds the ROC curve of the models page).
+        #[arg(long, value_name = "FILE.csv")]
+        save_predictions: Option<PathBuf>,
         #[command(flatten)]
         dir: DataDir,
         #[command(flatten)]
@@ -336,7 +340,7 @@ fn models(action: ModelsAction) -> anyhow::Result<()> {
             for e in reg.all()? {
                 let mark = if reg.is_active(&e) { "*" } else { " " };
                 let src = match e.source {
-                    ml::registry::Source::Embedded(_) => "embedded".to_string(),
+                    ml::registry::Source::Embedded(..) => "embedded".to_string(),
                     ml::registry::Source::File(ref p) => p.display().to_string(),
                 };
                 println!("{mark} {:<28} val AUC {:.4}  {src}", e.card.id(), e.card.validation.auc);
@@ -351,13 +355,17 @@ fn models(action: ModelsAction) -> anyhow::Result<()> {
             let e = Registry::new(&dir.data_dir).activate(&model)?;
             println!("{} is now the active {}", e.card.id(), e.card.name);
         }
-        ModelsAction::Eval { name, model, data, split, json, dir, dev } => {
+        ModelsAction::Eval { name, model, data, split, json, save_predictions, dir, dev } => {
             let rt = runtime(&dir.data_dir, &dev)?;
             let entry = Registry::new(&dir.data_dir).resolve(model.as_deref().unwrap_or(&name))?;
             let c = entry.load(&rt.device)?;
             let s = data::load_npz_split(&data, &split)?;
             let probs: Vec<f64> = c.split_logits(&s, 256)?.into_iter().map(|z| c.calibrate(z).probability).collect();
             let r = metrics::Report::compute(&probs, &s.labels, c.card.threshold);
+            if let Some(out) = &save_predictions {
+                std::fs::write(out, ml::registry::predictions_csv(&probs, &s.labels))
+                    .with_context(|| format!("cannot write {}", out.display()))?;
+            }
             if json {
                 let mut v = serde_json::to_value(&r)?;
                 v["model"] = c.card.id().into();

@@ -8,6 +8,7 @@ mod deid;
 mod dicom;
 mod ml;
 mod transfer;
+mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -95,6 +96,11 @@ enum Command {
         #[command(subcommand)]
         command: dicom::DicomCommand,
     },
+    /// Staff accounts: add, set passwords, disable, list.
+    User {
+        #[command(subcommand)]
+        action: user::UserAction,
+    },
     #[command(flatten)]
     Ml(ml::MlCommand),
 }
@@ -158,6 +164,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let wrote = config::write_default_if_missing(d)?;
             let cfg = Config::load(d)?;
             drop(Store::open(d, server::policy(&cfg))?);
+            let db = crate::store::Db::open(d)?;
+            if let Some(otp) = crate::web::auth::bootstrap_admin(&db).map_err(|e| anyhow::anyhow!(e.message))? {
+                server::print_first_admin(&otp);
+            }
             println!(
                 "initialised {} ({})",
                 d.display(),
@@ -189,6 +199,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import { dir, paths } => return transfer::import(&dir.data_dir, &paths),
         Command::Export { dir, out, study } => transfer::export(&dir.data_dir, &out, study.as_deref())?,
         Command::Dicom { command } => return dicom::run(command),
+        Command::User { action } => return user::run(action),
         Command::Ml(cmd) => return ml::run(cmd),
     }
     Ok(ExitCode::SUCCESS)

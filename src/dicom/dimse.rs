@@ -120,6 +120,34 @@ impl Response {
     }
 }
 
+/// A C-ECHO-RQ command set (Verification SOP Class), for the echo SCU.
+pub fn echo_request(message_id: u16) -> Vec<u8> {
+    let mut body = Vec::with_capacity(64);
+    put_text(&mut body, AFFECTED_SOP_CLASS_UID, super::negotiation::VERIFICATION, 0);
+    put_us(&mut body, COMMAND_FIELD, C_ECHO_RQ);
+    put_us(&mut body, MESSAGE_ID, message_id);
+    put_us(&mut body, COMMAND_DATA_SET_TYPE, NO_DATA_SET);
+    // (0000,0000) Command Group Length, UL, length 4.
+    let mut out = Vec::with_capacity(body.len() + 12);
+    out.extend_from_slice(&[0, 0, 0, 0, 4, 0, 0, 0]);
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// (Command Field, Status) of a response command set.
+pub fn response_status(bytes: &[u8]) -> Result<(u16, u16), CommandError> {
+    let elements = parse_elements(bytes)?;
+    let us = |e: u16, name: &'static str| -> Result<u16, CommandError> {
+        let v = elements.get(&e).ok_or(CommandError::Missing(name))?;
+        if v.len() != 2 {
+            return Err(CommandError::BadValue(name));
+        }
+        Ok(u16::from_le_bytes([v[0], v[1]]))
+    };
+    Ok((us(COMMAND_FIELD, "Command Field (0000,0100)")?, us(STATUS, "Status (0000,0900)")?))
+}
+
 fn put_header(out: &mut Vec<u8>, element: u16, len: usize) {
     out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(&element.to_le_bytes());

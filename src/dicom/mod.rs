@@ -14,6 +14,7 @@ pub mod instance;
 pub mod negotiation;
 pub mod pdu;
 pub mod precheck;
+pub mod scu;
 pub mod sop_classes;
 mod store_scp;
 

@@ -35,62 +35,30 @@ impl GrayFrame {
         Ok(GrayFrame { width, height, pixels })
     }
 
-    /// Centre-crops to the target aspect ratio, then resizes to `w`×`h`: area averaging when
-    /// shrinking (no aliasing from a 2048-pixel radiograph), bilinear when enlarging.
+    /// Centre-crops to the target aspect ratio, then resizes to `w`×`h` with the pixel
+    /// pipeline's resampler (area averaging when shrinking, bilinear when enlarging), so that
+    /// training, inference and DICOM input share one geometry (ARCHITECTURE.md invariant 10).
     pub fn resized(&self, w: usize, h: usize) -> GrayFrame {
+        use crate::preprocess::render;
         if self.width == w && self.height == h {
             return self.clone();
         }
+        let img = render::Image {
+            width: self.width as u32,
+            height: self.height as u32,
+            channels: 1,
+            data: self.pixels.clone(),
+        };
         // Crop box with the target aspect ratio, centred.
-        let target = w as f64 / h as f64;
-        let (mut cw, mut ch) = (self.width as f64, self.height as f64);
-        if cw / ch > target {
-            cw = ch * target;
+        let (cw, ch) = if self.width * h > self.height * w {
+            ((self.height * w / h).max(1), self.height)
         } else {
-            ch = cw / target;
-        }
-        let x0 = (self.width as f64 - cw) / 2.0;
-        let y0 = (self.height as f64 - ch) / 2.0;
-        let (sx, sy) = (cw / w as f64, ch / h as f64);
-        let px = |x: usize, y: usize| self.pixels[y * self.width + x] as f64;
-        let mut out = Vec::with_capacity(w * h);
-        for oy in 0..h {
-            for ox in 0..w {
-                let v = if sx > 1.0 || sy > 1.0 {
-                    // Average over the footprint [a, b) in source pixels.
-                    let (ax, bx) = (x0 + ox as f64 * sx, x0 + (ox + 1) as f64 * sx);
-                    let (ay, by) = (y0 + oy as f64 * sy, y0 + (oy + 1) as f64 * sy);
-                    let (xa, xb) =
-                        (ax.floor() as usize, (bx.ceil() as usize).min(self.width).max(ax.floor() as usize + 1));
-                    let (ya, yb) =
-                        (ay.floor() as usize, (by.ceil() as usize).min(self.height).max(ay.floor() as usize + 1));
-                    let mut sum = 0.0;
-                    let mut n = 0.0;
-                    for y in ya..yb.min(self.height) {
-                        for x in xa..xb.min(self.width) {
-                            sum += px(x, y);
-                            n += 1.0;
-                        }
-                    }
-                    if n > 0.0 {
-                        sum / n
-                    } else {
-                        0.0
-                    }
-                } else {
-                    let fx = (x0 + (ox as f64 + 0.5) * sx - 0.5).clamp(0.0, (self.width - 1) as f64);
-                    let fy = (y0 + (oy as f64 + 0.5) * sy - 0.5).clamp(0.0, (self.height - 1) as f64);
-                    let (x1, y1) = (fx.floor() as usize, fy.floor() as usize);
-                    let (x2, y2) = ((x1 + 1).min(self.width - 1), (y1 + 1).min(self.height - 1));
-                    let (tx, ty) = (fx - x1 as f64, fy - y1 as f64);
-                    let top = px(x1, y1) * (1.0 - tx) + px(x2, y1) * tx;
-                    let bot = px(x1, y2) * (1.0 - tx) + px(x2, y2) * tx;
-                    top * (1.0 - ty) + bot * ty
-                };
-                out.push(v.round().clamp(0.0, 255.0) as u8);
-            }
-        }
-        GrayFrame { width: w, height: h, pixels: out }
+            (self.width, (self.width * h / w).max(1))
+        };
+        let cropped =
+            render::crop(&img, ((self.width - cw) / 2) as u32, ((self.height - ch) / 2) as u32, cw as u32, ch as u32);
+        let out = render::resize(&cropped, w as u32, h as u32);
+        GrayFrame { width: out.width as usize, height: out.height as usize, pixels: out.data }
     }
 }
 

@@ -46,6 +46,35 @@ pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
     Some(u / (pos as f64 * neg as f64))
 }
 
+/// The ROC curve: (false-positive rate, true-positive rate) points from (0, 0) to (1, 1), one
+/// per distinct score, thresholds from high to low (tied scores move both rates at once).
+/// Empty when one class is absent.
+pub fn roc_points(scores: &[f64], labels: &[bool]) -> Vec<(f64, f64)> {
+    let pos = labels.iter().filter(|&&l| l).count() as f64;
+    let neg = labels.len() as f64 - pos;
+    if pos == 0.0 || neg == 0.0 {
+        return Vec::new();
+    }
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut tp, mut fp) = (0.0, 0.0);
+    let mut out = vec![(0.0, 0.0)];
+    let mut i = 0;
+    while i < idx.len() {
+        let s = scores[idx[i]];
+        while i < idx.len() && scores[idx[i]] == s {
+            if labels[idx[i]] {
+                tp += 1.0;
+            } else {
+                fp += 1.0;
+            }
+            i += 1;
+        }
+        out.push((fp / neg, tp / pos));
+    }
+    out
+}
+
 /// Counts at a threshold: predicted positive when `p >= threshold`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Confusion {
@@ -236,6 +265,20 @@ impl Report {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn roc_points_trace_the_curve_and_match_the_auc() {
+        let scores = [0.9, 0.8, 0.8, 0.3, 0.1];
+        let labels = [true, true, false, false, true];
+        let pts = super::roc_points(&scores, &labels);
+        assert_eq!(pts.first(), Some(&(0.0, 0.0)));
+        assert_eq!(pts.last(), Some(&(1.0, 1.0)));
+        assert_eq!(pts[2], (0.5, 2.0 / 3.0), "the tie at 0.8 moves both rates");
+        // Trapezoids under the points equal the rank AUC.
+        let area: f64 = pts.windows(2).map(|w| (w[1].0 - w[0].0) * (w[1].1 + w[0].1) / 2.0).sum();
+        assert!((area - super::roc_auc(&scores, &labels).unwrap()).abs() < 1e-12);
+        assert!(super::roc_points(&[0.5], &[true]).is_empty());
+    }
+
     use super::*;
 
     #[test]

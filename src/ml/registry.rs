@@ -22,7 +22,8 @@ mod embedded {
 /// Where a model comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {
-    Embedded(&'static [u8]),
+    /// Weights and the validation predictions CSV, when shipped.
+    Embedded(&'static [u8], Option<&'static str>),
     File(PathBuf),
 }
 
@@ -35,19 +36,36 @@ pub struct Entry {
 impl Entry {
     pub fn origin(&self) -> String {
         match &self.source {
-            Source::Embedded(_) => format!("{} (embedded)", self.card.id()),
+            Source::Embedded(..) => format!("{} (embedded)", self.card.id()),
             Source::File(p) => p.display().to_string(),
         }
     }
 
     pub fn weights(&self) -> Result<Cow<'static, [u8]>, MlError> {
         match &self.source {
-            Source::Embedded(b) => Ok(Cow::Borrowed(b)),
+            Source::Embedded(b, _) => Ok(Cow::Borrowed(b)),
             Source::File(card) => {
                 let p = card.with_file_name(&self.card.weights);
                 std::fs::read(&p).map(Cow::Owned).map_err(|e| MlError::Io(format!("{}: {e}", p.display())))
             }
         }
+    }
+
+    /// The validation predictions stored with the model (calibrated probability, label), from
+    /// `<id>.predictions.csv` beside the card; `None` when there are none.
+    pub fn predictions(&self) -> Result<Option<Vec<(f64, bool)>>, MlError> {
+        let text = match &self.source {
+            Source::Embedded(_, p) => p.map(Cow::Borrowed),
+            Source::File(card) => {
+                let p = card.with_file_name(predictions_file(&self.card.id()));
+                match std::fs::read_to_string(&p) {
+                    Ok(t) => Some(Cow::Owned(t)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(e) => return Err(MlError::Io(format!("{}: {e}", p.display()))),
+                }
+            }
+        };
+        text.map(|t| parse_predictions(&t)).transpose()
     }
 
     /// Loads the model onto `device` (checksum and shapes checked).
@@ -67,11 +85,41 @@ pub fn entry_from_card_file(path: &Path) -> Result<Entry, MlError> {
 pub fn embedded() -> Result<Vec<Entry>, MlError> {
     embedded::MODELS
         .iter()
-        .map(|(name, card, weights)| {
+        .map(|(name, card, weights, preds)| {
             let card = ModelCard::parse(*card, &format!("embedded {name}"))?;
-            Ok(Entry { card, source: Source::Embedded(*weights) })
+            Ok(Entry { card, source: Source::Embedded(weights, *preds) })
         })
         .collect()
+}
+
+/// File name of a model's validation predictions.
+pub fn predictions_file(id: &str) -> String {
+    format!("{id}.predictions.csv")
+}
+
+/// Writes validation predictions as CSV: a header, then `probability,label` (label 0 or 1).
+pub fn predictions_csv(probs: &[f64], labels: &[bool]) -> String {
+    let mut out = String::from("probability,label\n");
+    for (p, l) in probs.iter().zip(labels) {
+        out.push_str(&format!("{p:.6},{}\n", u8::from(*l)));
+    }
+    out
+}
+
+fn parse_predictions(text: &str) -> Result<Vec<(f64, bool)>, MlError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let bad = || MlError::Card(format!("predictions line {}: expected `probability,label`", i + 1));
+        let (p, l) = line.split_once(',').ok_or_else(bad)?;
+        let p: f64 = p.trim().parse().map_err(|_| bad())?;
+        let l = match l.trim() {
+            "0" => false,
+            "1" => true,
+            _ => return Err(bad()),
+        };
+        out.push((p, l));
+    }
+    Ok(out)
 }
 
 /// Orders versions numerically where they are numbers (`1.10.0` after `1.9.0`).
@@ -151,7 +199,7 @@ impl Registry {
                 ))
             });
         }
-        let embedded = all.iter().rposition(|e| matches!(e.source, Source::Embedded(_)));
+        let embedded = all.iter().rposition(|e| matches!(e.source, Source::Embedded(..)));
         match embedded.or(all.len().checked_sub(1)) {
             Some(i) => Ok(all[i].clone()),
             None => Err(MlError::NotFound(format!(

@@ -433,6 +433,8 @@ pub fn train_on(
     let weights_path = opts.out.join(&card.weights);
     let card_path = opts.out.join(format!("{}.toml", card.id()));
     write_atomic(&weights_path, &best_bytes)?;
+    let preds = super::registry::predictions_csv(&probs, &val.labels);
+    write_atomic(&opts.out.join(super::registry::predictions_file(&card.id())), preds.as_bytes())?;
     write_atomic(&card_path, card.to_toml().as_bytes())?;
     Ok(TrainOutcome { card, card_path, weights_path, history: state.history, stopped_early })
 }

@@ -111,6 +111,15 @@ pub fn to_grayscale(img: Image) -> Image {
     Image { channels: 1, data, ..img }
 }
 
+/// An RGB copy of a grey image; an RGB image is returned as is.
+pub fn to_rgb(img: Image) -> Image {
+    if img.channels == 3 {
+        return img;
+    }
+    let data = img.data.iter().flat_map(|&v| [v, v, v]).collect();
+    Image { channels: 3, data, ..img }
+}
+
 /// The centred square crop of an image (side = the shorter side).
 pub fn center_square(img: &Image) -> Image {
     let side = img.width.min(img.height);

@@ -1,9 +1,13 @@
 //! Security primitives of the appliance.
 //!
-//! Owns: cryptography (through `ring` only), the appliance secret (`<data-dir>/secret.key`),
-//! keyed derivations from it, and later the audit chain.
+//! Owns: cryptography (through `ring`, and `argon2` for password hashing), the appliance secret
+//! (`<data-dir>/secret.key`), keyed derivations from it, password hashing and policy, session
+//! and CSRF tokens ([`password`]), roles ([`rbac`]), and later the audit chain.
 //! Must not: roll its own primitives (every MAC, hash and random byte comes from `ring`), log or
-//! print key material, or touch the database.
+//! print key material or passwords, or touch the database.
+
+pub mod password;
+pub mod rbac;
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -27,6 +31,8 @@ pub enum SecurityError {
     BadLength { path: PathBuf, len: usize },
     #[error("the system random number generator failed")]
     Random,
+    #[error("password hashing failed: {0}")]
+    Hash(String),
 }
 
 /// The appliance secret: 32 random bytes. Its `Debug` output never shows the bytes.

@@ -1,5 +1,6 @@
 //! SQL for the DICOM index: upserts as instances arrive, and the read queries.
-//! Only this file and `schema.rs` hold SQL text.
+//! SQL lives only in this module's files: this one, `schema.rs`, `accounts.rs`, `clinical.rs`
+//! and `reports.rs`.
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;

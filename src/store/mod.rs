@@ -11,8 +11,12 @@
 //! files). Index writes go through one writer thread that commits whatever is queued in one
 //! transaction (group commit).
 
+mod accounts;
+mod clinical;
+pub mod db;
 mod files;
 mod index;
+mod reports;
 mod schema;
 
 use std::fs::{self, File};
@@ -21,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
+pub use db::Db;
 pub use files::relative_path;
 pub use index::{Stats, StoredInstance};
 

@@ -65,6 +65,121 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX instances_series ON instances (series_fk);
     "#,
+    // 2: staff accounts, sessions, AI results as the UI shows them, and reports.
+    r#"
+    CREATE TABLE users (
+        id                   INTEGER PRIMARY KEY,
+        name                 TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        role                 TEXT NOT NULL CHECK (role IN
+                                 ('admin', 'radiologist', 'technologist', 'referrer', 'auditor')),
+        password_hash        TEXT NOT NULL,          -- PHC string, argon2id
+        must_change_password INTEGER NOT NULL DEFAULT 1,
+        disabled             INTEGER NOT NULL DEFAULT 0,
+        failed_logins        INTEGER NOT NULL DEFAULT 0,  -- consecutive failures
+        locked_until         INTEGER NOT NULL DEFAULT 0,  -- Unix seconds
+        created_at           TEXT NOT NULL,
+        password_changed_at  TEXT NOT NULL
+    );
+
+    -- A session is known by the SHA-256 of its cookie token: a copy of the database does not
+    -- hold live tokens.
+    CREATE TABLE sessions (
+        token_hash  BLOB PRIMARY KEY,
+        user_fk     INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        csrf        TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,   -- Unix seconds
+        last_seen   INTEGER NOT NULL,   -- Unix seconds
+        peer        TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_user ON sessions (user_fk);
+
+    -- AI state of a study as the worklist shows it; the pipeline writes it.
+    CREATE TABLE study_ai (
+        study_fk    INTEGER PRIMARY KEY REFERENCES studies (id),
+        status      TEXT NOT NULL CHECK (status IN ('pending', 'running', 'done', 'failed')),
+        priority    INTEGER NOT NULL DEFAULT 0,   -- 0 routine .. 3 critical
+        detail      TEXT NOT NULL DEFAULT '',
+        updated_at  TEXT NOT NULL
+    );
+    CREATE INDEX study_ai_priority ON study_ai (priority);
+
+    -- One AI finding: a model's output on one instance. Always AI-generated, never final.
+    CREATE TABLE findings (
+        id              INTEGER PRIMARY KEY,
+        study_fk        INTEGER NOT NULL REFERENCES studies (id),
+        sop_uid         TEXT NOT NULL,
+        model_name      TEXT NOT NULL,
+        model_version   TEXT NOT NULL,
+        label           TEXT NOT NULL,
+        probability     REAL NOT NULL,          -- calibrated
+        threshold       REAL NOT NULL,
+        saliency_w      INTEGER NOT NULL DEFAULT 0,
+        saliency_h      INTEGER NOT NULL DEFAULT 0,
+        saliency        BLOB,                   -- saliency_w*saliency_h bytes, 0..255, row-major
+        created_at      TEXT NOT NULL
+    );
+    CREATE INDEX findings_study ON findings (study_fk);
+
+    CREATE TABLE finding_feedback (
+        id          INTEGER PRIMARY KEY,
+        finding_fk  INTEGER NOT NULL REFERENCES findings (id),
+        user_fk     INTEGER NOT NULL REFERENCES users (id),
+        agrees      INTEGER NOT NULL,
+        comment     TEXT NOT NULL,
+        created_at  TEXT NOT NULL
+    );
+    CREATE INDEX finding_feedback_finding ON finding_feedback (finding_fk);
+
+    -- A derived series (for example AI-enhanced) of an original series.
+    CREATE TABLE derived_series (
+        series_fk   INTEGER NOT NULL REFERENCES series (id),
+        derived_fk  INTEGER NOT NULL REFERENCES series (id),
+        kind        TEXT NOT NULL,              -- 'enhanced'
+        PRIMARY KEY (series_fk, kind)
+    );
+
+    -- Reports: version 1 is the first report of a study; an amendment of a signed version is
+    -- the next version. A signed version never changes (trigger below).
+    CREATE TABLE reports (
+        id          INTEGER PRIMARY KEY,
+        study_fk    INTEGER NOT NULL REFERENCES studies (id),
+        version     INTEGER NOT NULL,
+        amends_fk   INTEGER REFERENCES reports (id),
+        body        TEXT NOT NULL,
+        author_fk   INTEGER NOT NULL REFERENCES users (id),
+        updated_at  TEXT NOT NULL,
+        signed_by   INTEGER REFERENCES users (id),
+        signed_at   TEXT,
+        UNIQUE (study_fk, version)
+    );
+    CREATE TRIGGER reports_signed_are_immutable BEFORE UPDATE ON reports
+        WHEN OLD.signed_at IS NOT NULL
+        BEGIN SELECT RAISE(ABORT, 'a signed report cannot change; amend it'); END;
+    CREATE TRIGGER reports_signed_are_kept BEFORE DELETE ON reports
+        WHEN OLD.signed_at IS NOT NULL
+        BEGIN SELECT RAISE(ABORT, 'a signed report cannot be deleted'); END;
+
+    -- Every saved draft text, so that edits can be followed.
+    CREATE TABLE report_revisions (
+        id          INTEGER PRIMARY KEY,
+        report_fk   INTEGER NOT NULL REFERENCES reports (id),
+        body        TEXT NOT NULL,
+        author_fk   INTEGER NOT NULL REFERENCES users (id),
+        saved_at    TEXT NOT NULL
+    );
+    CREATE INDEX report_revisions_report ON report_revisions (report_fk);
+    CREATE INDEX studies_created ON studies (created_at);
+
+    -- DICOM nodes Lucent sends results to (and verifies with C-ECHO).
+    CREATE TABLE destinations (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        ae_title    TEXT NOT NULL,
+        host        TEXT NOT NULL,
+        port        INTEGER NOT NULL CHECK (port BETWEEN 1 AND 65535),
+        created_at  TEXT NOT NULL
+    );
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<usize, super::StoreError> {

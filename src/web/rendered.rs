@@ -15,7 +15,6 @@ use serde::Deserialize;
 use super::AppState;
 use crate::preprocess::cache::CachedFrame;
 use crate::preprocess::{self, render, Format, PixelError, Presentation, RenderOptions, VoiFunction, Window};
-use crate::store;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct RenderQuery {
@@ -57,10 +56,49 @@ fn choose_format(q: Option<&str>, headers: &HeaderMap) -> Result<Format, String>
     Ok(if accept.contains("image/jpeg") && !accept.contains("image/png") { Format::Jpeg } else { Format::Png })
 }
 
-enum Failure {
+pub(super) enum Failure {
     NotFound(String),
     Pixels(PixelError),
     Internal(String),
+}
+
+impl Failure {
+    pub(super) fn into_response(self, n: u32) -> Response {
+        match self {
+            Failure::NotFound(m) => (StatusCode::NOT_FOUND, m).into_response(),
+            Failure::Pixels(e @ PixelError::NoSuchFrame { .. }) => {
+                (StatusCode::NOT_FOUND, format!("frame {n}: {e}")).into_response()
+            }
+            Failure::Pixels(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).into_response(),
+            Failure::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, m).into_response(),
+        }
+    }
+}
+
+/// Frame `frame` (from 0) of an instance, decoded, from the cache or the stored file. Keyed by
+/// the whole path, so a frame is only served under its own study and series.
+pub(super) fn load_frame(
+    st: &AppState,
+    study: &str,
+    series: &str,
+    sop: &str,
+    frame: u32,
+) -> Result<Arc<CachedFrame>, Failure> {
+    let key = format!("{study}/{series}/{sop}");
+    if let Some(c) = st.frames.get(&key, frame) {
+        return Ok(c);
+    }
+    let path = st
+        .db
+        .instance_file(study, series, sop)
+        .map_err(|e| Failure::Internal(e.to_string()))?
+        .ok_or_else(|| Failure::NotFound(format!("no instance {sop} in series {series} of study {study}")))?;
+    let obj = preprocess::open(&path).map_err(Failure::Pixels)?;
+    let pixels = preprocess::decode(&obj, Some(frame)).map_err(Failure::Pixels)?;
+    let presentation = Presentation::from_object(&obj, frame, pixels.signed).map_err(Failure::Pixels)?;
+    let c = Arc::new(CachedFrame { pixels, presentation });
+    st.frames.insert(&key, frame, c.clone());
+    Ok(c)
 }
 
 pub async fn rendered(
@@ -89,26 +127,7 @@ pub async fn rendered(
     let opts = RenderOptions { window, function };
     let size = q.size;
     let result = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, Failure> {
-        // Keyed by the whole path, so a frame is only served under its own study and series.
-        let key = format!("{study}/{series}/{sop}");
-        let cached = match st.frames.get(&key, frame) {
-            Some(c) => c,
-            None => {
-                let reader = store::Reader::open(&st.data_dir).map_err(|e| Failure::Internal(e.to_string()))?;
-                let path = reader
-                    .instance_file(&study, &series, &sop)
-                    .map_err(|e| Failure::Internal(e.to_string()))?
-                    .ok_or_else(|| {
-                    Failure::NotFound(format!("no instance {sop} in series {series} of study {study}"))
-                })?;
-                let obj = preprocess::open(&path).map_err(Failure::Pixels)?;
-                let pixels = preprocess::decode(&obj, Some(frame)).map_err(Failure::Pixels)?;
-                let presentation = Presentation::from_object(&obj, frame, pixels.signed).map_err(Failure::Pixels)?;
-                let c = Arc::new(CachedFrame { pixels, presentation });
-                st.frames.insert(&key, frame, c.clone());
-                c
-            }
-        };
+        let cached = load_frame(&st, &study, &series, &sop, frame)?;
         let mut img = render::render(&cached.pixels, 0, &cached.presentation, &opts).map_err(Failure::Pixels)?;
         if let Some(s) = size {
             let (w, h) = render::fit_within(img.width, img.height, s);
@@ -122,12 +141,7 @@ pub async fn rendered(
             ([(header::CONTENT_TYPE, format.mime()), (header::CACHE_CONTROL, "private, max-age=3600")], bytes)
                 .into_response()
         }
-        Ok(Err(Failure::NotFound(m))) => (StatusCode::NOT_FOUND, m).into_response(),
-        Ok(Err(Failure::Pixels(e @ PixelError::NoSuchFrame { .. }))) => {
-            (StatusCode::NOT_FOUND, format!("frame {n}: {e}")).into_response()
-        }
-        Ok(Err(Failure::Pixels(e))) => (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).into_response(),
-        Ok(Err(Failure::Internal(m))) => (StatusCode::INTERNAL_SERVER_ERROR, m).into_response(),
+        Ok(Err(f)) => f.into_response(n),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("render task failed: {e}")).into_response(),
     }
 }

@@ -18,6 +18,11 @@ fn every_command_has_help() {
         &["stats", "--help"],
         &["import", "--help"],
         &["export", "--help"],
+        &["user", "--help"],
+        &["user", "add", "--help"],
+        &["user", "passwd", "--help"],
+        &["user", "disable", "--help"],
+        &["user", "list", "--help"],
     ] {
         let out = lucent().args(cmd).output().unwrap();
         assert!(out.status.success(), "{cmd:?}");
@@ -89,4 +94,49 @@ fn import_reports_duplicates_and_rejections_and_export_gives_back_the_data_sets(
     }
     let none = lucent_in(&dir, &["export", "--out", out_dir.to_str().unwrap(), "--study", "9.9.9"]);
     assert!(!none.status.success());
+}
+
+#[test]
+fn user_commands_manage_accounts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("data");
+    // init creates the first administrator once, printing a one-time password.
+    let first = text(&lucent_in(&d, &["init"]));
+    assert!(first.contains("one-time password:"), "{first}");
+    let again = text(&lucent_in(&d, &["init"]));
+    assert!(!again.contains("one-time password:"), "printed only once: {again}");
+    let pw = "a long enough passphrase\n";
+    let ok = lucent_stdin(&d, &["user", "add", "dr.who", "--role", "radiologist", "--password-stdin"], pw);
+    assert!(ok.status.success(), "{}", text(&ok));
+    let dup = lucent_stdin(&d, &["user", "add", "DR.WHO", "--role", "referrer", "--password-stdin"], pw);
+    assert!(
+        !dup.status.success() && text(&dup).contains("exists already"),
+        "names are case-insensitive: {}",
+        text(&dup)
+    );
+    let weak = lucent_stdin(&d, &["user", "add", "tech", "--role", "technologist", "--password-stdin"], "short\n");
+    assert!(!weak.status.success() && text(&weak).contains("at least 12"), "{}", text(&weak));
+    let role = lucent_stdin(&d, &["user", "add", "tech", "--role", "nurse", "--password-stdin"], pw);
+    assert!(text(&role).contains("roles are admin, radiologist, technologist, referrer, auditor"), "{}", text(&role));
+    // Without --password-stdin and without a terminal, the command says what to do.
+    let no_tty = lucent_stdin(&d, &["user", "passwd", "dr.who"], pw);
+    assert!(!no_tty.status.success() && text(&no_tty).contains("--password-stdin"), "{}", text(&no_tty));
+    assert!(lucent_in(&d, &["user", "disable", "dr.who"]).status.success());
+    let list = text(&lucent_in(&d, &["user", "list"]));
+    assert!(list.contains("admin") && list.contains("must change password"), "{list}");
+    assert!(list.lines().any(|l| l.starts_with("dr.who") && l.contains("disabled")), "{list}");
+    let missing = lucent_in(&d, &["user", "disable", "nobody"]);
+    assert!(!missing.status.success() && text(&missing).contains("no user named nobody"));
+    // A disabled account cannot sign in; enabled with a new password it can.
+    let server = Server::start(&d, &[]);
+    assert!(login(server.http_port, "dr.who", "a long enough passphrase").is_err());
+    assert!(lucent_in(&d, &["user", "enable", "dr.who"]).status.success());
+    let set = lucent_stdin(
+        &d,
+        &["user", "passwd", "dr.who", "--password-stdin", "--no-change-required"],
+        "another long passphrase\n",
+    );
+    assert!(set.status.success(), "{}", text(&set));
+    assert!(login(server.http_port, "dr.who", "another long passphrase").is_ok());
+    assert!(server.stop());
 }

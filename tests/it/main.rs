@@ -5,6 +5,7 @@ mod support;
 mod synth;
 
 mod bad_input;
+mod browser;
 mod cli;
 mod concurrency;
 mod crash;
@@ -14,3 +15,4 @@ mod ml;
 mod pixels;
 mod render;
 mod roundtrip;
+mod web;

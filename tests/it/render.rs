@@ -8,7 +8,7 @@ use dicom_object::{meta::FileMetaTableBuilder, InMemDicomObject};
 
 use lucent::preprocess::{self, PixelError, RenderOptions};
 
-use crate::support::{dcmtk, http_get_bytes, lucent, lucent_in, shared, Server};
+use crate::support::{dcmtk, http_get_bytes, lucent, lucent_in, shared, sign_in, Server};
 
 const SC: &str = "1.2.840.10008.5.1.4.1.1.7";
 
@@ -280,6 +280,13 @@ fn http_rendered_frames() {
     args.extend(paths.iter().map(String::as_str));
     let o = lucent_in(&data, &args);
     assert!(o.status.success(), "import: {}", String::from_utf8_lossy(&o.stderr));
+    let cookie = sign_in(&data, server.http_port, "tech", "technologist");
+    let get = |path: &str, accept: Option<&str>| http_get_bytes(server.http_port, path, accept, &cookie);
+    // Frames need a session.
+    assert_eq!(
+        http_get_bytes(server.http_port, "/studies/1/series/2/instances/3/frames/1/rendered", None, "").unwrap().0,
+        401
+    );
     let uids = |f: &Path| {
         let obj = preprocess::open(f).unwrap();
         let s = |tag| obj.element(tag).unwrap().to_str().unwrap().trim_end_matches('\0').to_string();
@@ -291,34 +298,33 @@ fn http_rendered_frames() {
     };
 
     // Frame 1 of the CT equals the CLI's default rendering.
-    let (code, ctype, body) = http_get_bytes(server.http_port, &url(&files[0], 1, ""), None).unwrap();
+    let (code, ctype, body) = get(&url(&files[0], 1, ""), None).unwrap();
     assert_eq!((code, ctype.as_str()), (200, "image/png"));
     let cli_png = t.path().join("ct.png");
     render(&files[0], &[], &cli_png);
     assert_eq!(read_png_bytes(&body).3, read_png(&cli_png).3);
     // The window is honoured, and served again from the cache with another window.
-    let (_, _, narrow) = http_get_bytes(server.http_port, &url(&files[0], 1, "?window=40,80"), None).unwrap();
+    let (_, _, narrow) = get(&url(&files[0], 1, "?window=40,80"), None).unwrap();
     render(&files[0], &["--window", "40,80"], &cli_png);
     assert_eq!(read_png_bytes(&narrow).3, read_png(&cli_png).3);
     // Size and JPEG (by query and by Accept).
-    let (code, ctype, body) =
-        http_get_bytes(server.http_port, &url(&files[0], 1, "?size=64&format=jpeg"), None).unwrap();
+    let (code, ctype, body) = get(&url(&files[0], 1, "?size=64&format=jpeg"), None).unwrap();
     assert_eq!((code, ctype.as_str(), &body[..2]), (200, "image/jpeg", &[0xFF, 0xD8][..]));
-    let (_, ctype, _) = http_get_bytes(server.http_port, &url(&files[2], 1, ""), Some("image/jpeg")).unwrap();
+    let (_, ctype, _) = get(&url(&files[2], 1, ""), Some("image/jpeg")).unwrap();
     assert_eq!(ctype, "image/jpeg");
-    let (_, _, small) = http_get_bytes(server.http_port, &url(&files[0], 1, "?size=64"), None).unwrap();
+    let (_, _, small) = get(&url(&files[0], 1, "?size=64"), None).unwrap();
     let (w, h, _, _) = read_png_bytes(&small);
     assert_eq!((w, h), (64, 64));
     // Multi-frame RGB: frame 2 exists, frame 3 does not; frame 0 is a bad request.
-    let (code, _, body) = http_get_bytes(server.http_port, &url(&files[1], 2, ""), None).unwrap();
+    let (code, _, body) = get(&url(&files[1], 2, ""), None).unwrap();
     assert_eq!(code, 200);
     assert_eq!(read_png_bytes(&body).2, 3);
-    assert_eq!(http_get_bytes(server.http_port, &url(&files[1], 3, ""), None).unwrap().0, 404);
-    assert_eq!(http_get_bytes(server.http_port, &url(&files[1], 0, ""), None).unwrap().0, 400);
-    assert_eq!(http_get_bytes(server.http_port, &url(&files[0], 1, "?window=abc"), None).unwrap().0, 400);
+    assert_eq!(get(&url(&files[1], 3, ""), None).unwrap().0, 404);
+    assert_eq!(get(&url(&files[1], 0, ""), None).unwrap().0, 400);
+    assert_eq!(get(&url(&files[0], 1, "?window=abc"), None).unwrap().0, 400);
     // Unknown instance, and a known instance under the wrong series.
     let (st, _, sop) = uids(&files[0]);
     let wrong = format!("/studies/{st}/series/1.2.3/instances/{sop}/frames/1/rendered");
-    assert_eq!(http_get_bytes(server.http_port, &wrong, None).unwrap().0, 404);
+    assert_eq!(get(&wrong, None).unwrap().0, 404);
     assert!(server.stop());
 }

@@ -215,23 +215,121 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
-/// GET over HTTP/1.0 with an optional Accept header: (status, content type, body bytes).
-pub fn http_get_bytes(port: u16, path: &str, accept: Option<&str>) -> Option<(u16, String, Vec<u8>)> {
+/// GET over HTTP/1.0 as a signed-in user (`cookie` from [`sign_in`]) with an optional Accept
+/// header: (status, content type, body bytes).
+pub fn http_get_bytes(port: u16, path: &str, accept: Option<&str>, cookie: &str) -> Option<(u16, String, Vec<u8>)> {
+    let mut headers = vec![("Cookie", cookie)];
+    if let Some(a) = accept {
+        headers.push(("Accept", a));
+    }
+    let r = http(port, "GET", path, &headers, b"")?;
+    let ctype = r.header("content-type").unwrap_or_default().to_string();
+    Some((r.status, ctype, r.body))
+}
+
+/// An HTTP response: status, headers (names lower-cased), body.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The value a `Set-Cookie` header gives cookie `name`.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == "set-cookie")
+            .find_map(|(_, v)| v.split(';').next()?.trim().strip_prefix(&format!("{name}=")).map(str::to_string))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One HTTP/1.0 request over a fresh connection.
+pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Option<HttpResponse> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{accept}\r\n").ok()?;
+    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
     let mut resp = Vec::new();
     s.read_to_end(&mut resp).ok()?;
     let split = resp.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&resp[..split]).into_owned();
-    let code = head.split_whitespace().nth(1)?.parse().ok()?;
-    let ctype = head
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let headers = head
         .lines()
-        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-type")))
-        .map(|(_, v)| v.trim().to_string())
-        .unwrap_or_default();
-    Some((code, ctype, resp[split + 4..].to_vec()))
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Some(HttpResponse { status, headers, body: resp[split + 4..].to_vec() })
+}
+
+/// A form body, URL-encoded.
+pub fn form(fields: &[(&str, &str)]) -> Vec<u8> {
+    serde_urlencoded::to_string(fields).unwrap().into_bytes()
+}
+
+/// Runs `lucent ARGS --data-dir DIR` with `stdin` as standard input.
+pub fn lucent_stdin(dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = lucent()
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Password of the users tests create.
+pub const TEST_PASSWORD: &str = "correct horse battery staple";
+
+/// Creates user `name` with `role` (password [`TEST_PASSWORD`], no change required) unless it
+/// exists, and signs in over HTTP. Returns the `Cookie` header value of the session.
+pub fn sign_in(dir: &Path, port: u16, name: &str, role: &str) -> String {
+    let line = format!("{TEST_PASSWORD}\n");
+    let _ = lucent_stdin(dir, &["user", "add", name, "--role", role, "--password-stdin"], &line);
+    let o = lucent_stdin(dir, &["user", "passwd", name, "--password-stdin", "--no-change-required"], &line);
+    assert!(o.status.success(), "user passwd: {}", String::from_utf8_lossy(&o.stderr));
+    login(port, name, TEST_PASSWORD).expect("login succeeds")
+}
+
+/// Signs in through the login form; the session cookie, or `None` (with the response) when
+/// the login is refused.
+pub fn login(port: u16, name: &str, password: &str) -> Result<String, HttpResponse> {
+    let page = http(port, "GET", "/login", &[], b"").unwrap();
+    let token = page.cookie("lucent_login").expect("login form sets its token cookie");
+    let body = form(&[("username", name), ("password", password), ("csrf", &token), ("next", "/")]);
+    let cookie = format!("lucent_login={token}");
+    let r = http(
+        port,
+        "POST",
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded"), ("Cookie", &cookie)],
+        &body,
+    )
+    .unwrap();
+    match r.cookie("lucent_session") {
+        Some(s) if r.status == 303 => Ok(format!("lucent_session={s}")),
+        _ => Err(r),
+    }
 }
 
 /// Every instance file under `<dir>/files`, and every leftover in `<dir>/tmp`.

@@ -4,6 +4,7 @@
 #
 #   benches/worklist.sh            (release build; installs wrk with apt-get if missing)
 #   STUDIES=2000 DURATION=10 benches/worklist.sh
+#   PROFILE=debug benches/worklist.sh   (the test build: dependencies at opt-level 2, Lucent at 0)
 #
 # Prints requests/s and latency percentiles (wrk --latency), and curl's time to first byte for
 # the default view, priority sort, a modality filter, a date range and a text search.
@@ -19,8 +20,9 @@ command -v curl >/dev/null || { sudo=""; [[ $(id -u) -eq 0 ]] || sudo=sudo; $sud
 if ! "$VENV/bin/python" -c 'import pydicom' 2>/dev/null; then
   python3 -m venv "$VENV" && "$VENV/bin/pip" install -q "pydicom==3.0.2" numpy
 fi
-cargo build --release --locked --bin lucent
-BIN="$CARGO_TARGET_DIR/release/lucent"
+PROFILE="${PROFILE:-release}"
+if [[ $PROFILE == release ]]; then cargo build --release --locked --bin lucent; else cargo build --locked --bin lucent; fi
+BIN="$CARGO_TARGET_DIR/$PROFILE/lucent"
 
 WORK="$(mktemp -d)"
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT

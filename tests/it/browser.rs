@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use dicom_dictionary_std::tags;
 use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
@@ -135,7 +136,7 @@ async fn browser_login_worklist_viewer_report() {
         .find_map(|l| l.trim().strip_prefix("one-time password:"))
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|| panic!("init prints the one-time password: {out}"));
-    let server = Server::start(&data, &[]);
+    let server = Server::start(&data, &[("web.worklist_refresh_seconds", "1")]);
     let base = format!("http://127.0.0.1:{}", server.http_port);
 
     // A CT arrives from a modality, with an "enhanced" derived series and an AI finding.
@@ -146,7 +147,6 @@ async fn browser_login_worklist_viewer_report() {
     assert_eq!(run.successes, 2, "storescu: {}", run.output);
     let obj = lucent::preprocess::open(&ct).unwrap();
     let attr = |tag| obj.element(tag).unwrap().to_str().unwrap().trim_end_matches('\0').trim().to_string();
-    use dicom_dictionary_std::tags;
     let (study, series, sop) =
         (attr(tags::STUDY_INSTANCE_UID), attr(tags::SERIES_INSTANCE_UID), attr(tags::SOP_INSTANCE_UID));
     let db = lucent::store::Db::open(&data).unwrap();
@@ -210,6 +210,23 @@ async fn browser_login_worklist_viewer_report() {
     })
     .await;
     shot(&c, "2-worklist").await;
+    // Live refresh: a study that arrives now appears without a page load.
+    js(&c, "window.lucentMarker = 42; return 0;").await;
+    let mr = shared().join("dicom/pydicom/MR_small.dcm");
+    assert_eq!(storescu(server.dicom_port, &[], &[mr.clone()]).successes, 1);
+    let mr_study = lucent::preprocess::open(&mr)
+        .unwrap()
+        .element(tags::STUDY_INSTANCE_UID)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_end_matches('\0')
+        .to_string();
+    wait_for("the new study to appear by itself", async || {
+        c.find(Locator::Css(&format!("tr[data-study='{mr_study}']"))).await.is_ok()
+    })
+    .await;
+    assert_eq!(js(&c, "return window.lucentMarker || 0;").await, json!(42), "no reload happened");
     // 4. The study page draws the image: the canvas is not blank.
     el(&c, Locator::Css(&format!("tr[data-study='{study}'] a"))).await.click().await.unwrap();
     wait_for("the first rendering", async || canvas(&c).await.0 > 0).await;

@@ -414,3 +414,79 @@ pub fn add_feedback(
     )?;
     Ok(n == 1)
 }
+
+/// A pipeline job as the jobs page shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Job {
+    pub id: i64,
+    pub study_uid: String,
+    pub kind: String,
+    pub status: String,
+    pub progress: f64,
+    pub attempts: i64,
+    pub error: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Queues a job of `kind` for a study; `None` when the study is unknown.
+pub fn enqueue_job(c: &Connection, study_uid: &str, kind: &str) -> rusqlite::Result<Option<i64>> {
+    let Some(id) = study_id(c, study_uid)? else { return Ok(None) };
+    let now = now_rfc3339();
+    c.execute(
+        "INSERT INTO jobs (study_fk, kind, status, created_at, updated_at) VALUES (?1, ?2, 'queued', ?3, ?3)",
+        params![id, kind, now],
+    )?;
+    Ok(Some(c.last_insert_rowid()))
+}
+
+/// Records a job's state; `running` counts an attempt. False when there is no such job.
+pub fn set_job_state(c: &Connection, id: i64, status: &str, progress: f64, error: &str) -> rusqlite::Result<bool> {
+    let n = c.execute(
+        "UPDATE jobs SET status = ?2, progress = ?3, error = ?4, updated_at = ?5,
+                         attempts = attempts + (CASE WHEN ?2 = 'running' AND status <> 'running' THEN 1 ELSE 0 END)
+         WHERE id = ?1",
+        params![id, status, progress.clamp(0.0, 1.0), error, now_rfc3339()],
+    )?;
+    Ok(n == 1)
+}
+
+/// Jobs, newest first; only those with `status` when given.
+pub fn jobs(c: &Connection, status: Option<&str>, limit: u64) -> rusqlite::Result<Vec<Job>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT j.id, s.study_uid, j.kind, j.status, j.progress, j.attempts, j.error, j.created_at, j.updated_at
+         FROM jobs j JOIN studies s ON s.id = j.study_fk
+         WHERE ?1 IS NULL OR j.status = ?1 ORDER BY j.id DESC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![status, limit as i64], |r| {
+        Ok(Job {
+            id: r.get(0)?,
+            study_uid: r.get(1)?,
+            kind: r.get(2)?,
+            status: r.get(3)?,
+            progress: r.get(4)?,
+            attempts: r.get(5)?,
+            error: r.get(6)?,
+            created_at: r.get(7)?,
+            updated_at: r.get(8)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Puts a failed job back in the queue (its error kept until it runs again). False unless the
+/// job exists and has failed.
+pub fn retry_job(c: &Connection, id: i64) -> rusqlite::Result<bool> {
+    let n = c.execute(
+        "UPDATE jobs SET status = 'queued', progress = 0, updated_at = ?2 WHERE id = ?1 AND status = 'failed'",
+        params![id, now_rfc3339()],
+    )?;
+    Ok(n == 1)
+}
+
+/// Counts of jobs by status.
+pub fn job_counts(c: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+    let mut stmt = c.prepare_cached("SELECT status, count(*) FROM jobs GROUP BY status ORDER BY status")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}

@@ -11,7 +11,7 @@ use rusqlite::Connection;
 
 pub use super::accounts::{Destination, Session, User};
 pub use super::clinical::{
-    Feedback, Finding, InstanceRef, NewFinding, SeriesDetail, Sort, StudyDetail, WorklistQuery, WorklistRow,
+    Feedback, Finding, InstanceRef, Job, NewFinding, SeriesDetail, Sort, StudyDetail, WorklistQuery, WorklistRow,
 };
 pub use super::reports::{Report, ReportRefusal, SearchDoc};
 use super::{accounts, clinical, index, reports, schema, StoreError, DB_FILE};
@@ -152,6 +152,24 @@ impl Db {
     pub fn instance_file(&self, study: &str, series: &str, sop: &str) -> Result<Option<PathBuf>, StoreError> {
         let root = self.path.parent().unwrap_or(Path::new(".")).to_path_buf();
         Ok(self.with(|c| index::instance_path(c, study, series, sop))?.map(|p| root.join(p)))
+    }
+
+    // ---- pipeline jobs ----
+
+    pub fn enqueue_job(&self, study_uid: &str, kind: &str) -> Result<Option<i64>, StoreError> {
+        self.with(|c| clinical::enqueue_job(c, study_uid, kind))
+    }
+    pub fn set_job_state(&self, id: i64, status: &str, progress: f64, error: &str) -> Result<bool, StoreError> {
+        self.with(|c| clinical::set_job_state(c, id, status, progress, error))
+    }
+    pub fn jobs(&self, status: Option<&str>, limit: u64) -> Result<Vec<Job>, StoreError> {
+        self.with(|c| clinical::jobs(c, status, limit))
+    }
+    pub fn retry_job(&self, id: i64) -> Result<bool, StoreError> {
+        self.with(|c| clinical::retry_job(c, id))
+    }
+    pub fn job_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.with(|c| clinical::job_counts(c))
     }
 
     // ---- reports ----

@@ -170,6 +170,21 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX report_revisions_report ON report_revisions (report_fk);
     CREATE INDEX studies_created ON studies (created_at);
 
+    -- Durable pipeline jobs (enhance, classify, report, send): the admin jobs page shows them
+    -- and retries failed ones; the pipeline's workers claim queued ones.
+    CREATE TABLE jobs (
+        id          INTEGER PRIMARY KEY,
+        study_fk    INTEGER NOT NULL REFERENCES studies (id),
+        kind        TEXT NOT NULL,
+        status      TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
+        progress    REAL NOT NULL DEFAULT 0,    -- 0..1
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        error       TEXT NOT NULL DEFAULT '',
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL
+    );
+    CREATE INDEX jobs_status ON jobs (status, id);
+
     -- DICOM nodes Lucent sends results to (and verifies with C-ECHO).
     CREATE TABLE destinations (
         id          INTEGER PRIMARY KEY,

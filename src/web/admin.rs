@@ -247,6 +247,79 @@ pub async fn verify_destination(
     .map_err(WebError::internal)?
 }
 
+#[derive(Template)]
+#[template(path = "admin_jobs.html")]
+struct JobsPage {
+    nav: Nav,
+    jobs: Vec<(crate::store::db::Job, String, String)>,
+    counts: Vec<(String, i64)>,
+    filter: String,
+    can_retry: bool,
+    message: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct JobsQuery {
+    status: String,
+    notice: String,
+}
+
+/// Pipeline jobs: counts by status, the latest 200 (or those of one status), a retry button on
+/// failed ones. Study UIDs only: the jobs page shows no patient data.
+pub async fn jobs(
+    State(st): State<AppState>,
+    Extension(auth): Extension<Auth>,
+    axum::extract::Query(q): axum::extract::Query<JobsQuery>,
+) -> Result<Response, WebError> {
+    let status = match q.status.as_str() {
+        "" => None,
+        s @ ("queued" | "running" | "done" | "failed") => Some(s.to_string()),
+        s => return Err(WebError::bad_request(format!("status {s:?}: queued, running, done or failed"))),
+    };
+    let (jobs, counts) = tokio::task::spawn_blocking(move || -> Result<_, WebError> {
+        Ok((st.db.jobs(status.as_deref(), 200)?, st.db.job_counts()?))
+    })
+    .await
+    .map_err(WebError::internal)??;
+    let jobs = jobs
+        .into_iter()
+        .map(|j| {
+            let pct = format!("{:.0} %", j.progress * 100.0);
+            let when = html::when(&j.updated_at);
+            (j, pct, when)
+        })
+        .collect();
+    let message = if q.notice == "retried" { "The job is queued again.".to_string() } else { String::new() };
+    Ok(html::render(
+        StatusCode::OK,
+        &JobsPage {
+            nav: Nav::new(&auth, "jobs"),
+            jobs,
+            counts,
+            filter: q.status,
+            can_retry: auth.role == Role::Admin,
+            message,
+        },
+    ))
+}
+
+pub async fn retry_job(
+    State(st): State<AppState>,
+    Extension(auth): Extension<Auth>,
+    Path(id): Path<i64>,
+) -> Result<Response, WebError> {
+    let ok = tokio::task::spawn_blocking(move || st.db.retry_job(id)).await.map_err(WebError::internal)??;
+    if !ok {
+        return Err(WebError {
+            status: StatusCode::CONFLICT,
+            message: format!("job {id} does not exist or has not failed"),
+        });
+    }
+    tracing::info!(admin = %auth.name, job = id, "job retried");
+    Ok(Redirect::to("/admin/jobs?notice=retried").into_response())
+}
+
 pub struct ModelRow {
     pub id: String,
     pub task: String,

@@ -71,6 +71,8 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         (r("POST", "/admin/destinations", Html, rbac::ADMIN), post(admin::add_destination)),
         (r("POST", "/admin/destinations/{id}/delete", Html, rbac::ADMIN), post(admin::delete_destination)),
         (r("POST", "/admin/destinations/{id}/verify", Html, rbac::ADMIN), post(admin::verify_destination)),
+        (r("GET", "/admin/jobs", Html, rbac::OVERSIGHT), get(admin::jobs)),
+        (r("POST", "/admin/jobs/{id}/retry", Html, rbac::ADMIN), post(admin::retry_job)),
         (r("GET", "/admin/models", Html, rbac::OVERSIGHT), get(admin::models)),
         (r("GET", "/admin/models/{id}", Html, rbac::OVERSIGHT), get(admin::model)),
         (r("GET", "/admin/system", Html, rbac::OVERSIGHT), get(admin::system)),

@@ -421,3 +421,34 @@ async fn findings_show_calibrated_wording_model_link_and_banner_and_take_feedbac
     assert_eq!(first, Some(f.study.as_str()));
     assert!(rows.body.contains("class=\"prio p2\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_page_shows_progress_and_failures_and_retries() {
+    let f = fixture();
+    let st = &f.state;
+    let running = st.db.enqueue_job(&f.study, "classify").unwrap().unwrap();
+    let failed = st.db.enqueue_job(&f.study, "enhance").unwrap().unwrap();
+    st.db.set_job_state(running, "running", 0.4, "").unwrap();
+    st.db.set_job_state(failed, "running", 0.1, "").unwrap();
+    st.db.set_job_state(failed, "failed", 0.1, "wgpu device lost").unwrap();
+    let (admin, csrf) = session(st, Role::Admin, false);
+    let page = send(&f.app, "GET", "/admin/jobs", Some(&admin), None, "").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("wgpu device lost") && page.body.contains("40 %"), "{}", page.body);
+    assert!(page.body.contains(&format!("/admin/jobs/{failed}/retry")));
+    assert!(!page.body.contains(&format!("/admin/jobs/{running}/retry")), "only failed jobs can be retried");
+    assert!(!page.body.contains(XSS) && !page.body.contains("SMITH"), "no patient data on the jobs page");
+    let only = send(&f.app, "GET", "/admin/jobs?status=failed", Some(&admin), None, "").await;
+    assert!(only.body.contains("enhance") && !only.body.contains("classify"));
+    let r = send(&f.app, "POST", &format!("/admin/jobs/{failed}/retry"), Some(&admin), Some(&csrf), "").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let job = st.db.jobs(None, 10).unwrap().into_iter().find(|j| j.id == failed).unwrap();
+    assert_eq!((job.status.as_str(), job.attempts), ("queued", 1));
+    let again = send(&f.app, "POST", &format!("/admin/jobs/{failed}/retry"), Some(&admin), Some(&csrf), "").await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "a queued job is not retried twice");
+    // Auditors see the page but cannot retry.
+    let (auditor, _) = session(st, Role::Auditor, false);
+    let page = send(&f.app, "GET", "/admin/jobs", Some(&auditor), None, "").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains("/retry\""), "no retry button for auditors");
+}

@@ -15,7 +15,7 @@ pub const DEFAULT_TOML: &str = include_str!("../config/lucent.toml");
 /// File name of the configuration inside the data directory.
 pub const CONFIG_FILE: &str = "config.toml";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub dicom: DicomConfig,
@@ -135,19 +135,6 @@ pub struct MlConfig {
 impl Default for MlConfig {
     fn default() -> Self {
         MlConfig { device: "auto".into(), max_batch: 32, max_wait_ms: 5, queue_capacity: 256 }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            dicom: DicomConfig::default(),
-            storage: StorageConfig::default(),
-            http: HttpConfig::default(),
-            deid: DeidConfig::default(),
-            ml: MlConfig::default(),
-            web: WebConfig::default(),
-        }
     }
 }
 

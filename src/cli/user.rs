@@ -1,7 +1,7 @@
 //! `lucent user add|passwd|disable|enable|list`: staff accounts from the command line.
 
 use std::io::{BufRead, IsTerminal};
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -77,7 +77,7 @@ fn read_password(from_stdin: bool, user: &str) -> anyhow::Result<String> {
     Ok(pw)
 }
 
-fn open(dir: &PathBuf) -> anyhow::Result<Db> {
+fn open(dir: &Path) -> anyhow::Result<Db> {
     if !dir.join(crate::store::DB_FILE).exists() {
         bail!("no database in {0}; run `lucent init --data-dir {0}` first", dir.display());
     }
@@ -129,16 +129,7 @@ pub fn run(action: UserAction) -> anyhow::Result<ExitCode> {
             let now = crate::web::auth::now_secs();
             println!("{:<24} {:<13} {:<22} created", "name", "role", "state");
             for u in db.users()? {
-                let state = if u.disabled {
-                    "disabled"
-                } else if u.locked_until > now {
-                    "locked"
-                } else if u.must_change_password {
-                    "must change password"
-                } else {
-                    "active"
-                };
-                println!("{:<24} {:<13} {:<22} {}", u.name, u.role, state, u.created_at);
+                println!("{:<24} {:<13} {:<22} {}", u.name, u.role, u.state(now), u.created_at);
             }
         }
     }

@@ -86,7 +86,7 @@ pub fn embedded() -> Result<Vec<Entry>, MlError> {
     embedded::MODELS
         .iter()
         .map(|(name, card, weights, preds)| {
-            let card = ModelCard::parse(*card, &format!("embedded {name}"))?;
+            let card = ModelCard::parse(card, &format!("embedded {name}"))?;
             Ok(Entry { card, source: Source::Embedded(weights, *preds) })
         })
         .collect()

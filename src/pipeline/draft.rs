@@ -18,6 +18,7 @@ pub fn likelihood(p: f64) -> &'static str {
 /// A finding's sentence: "Pneumonia: likely (calibrated probability 0.82; model threshold
 /// 0.37) [AI: classifier 1.0.0]".
 pub fn finding_sentence(f: &Finding) -> String {
+    let f = &f.result;
     format!(
         "{}: {} (calibrated probability {:.2}; model threshold {:.2}) [AI: {} {}]",
         f.label,
@@ -54,7 +55,7 @@ pub fn draft(study: &StudyDetail, findings: &[Finding]) -> String {
         images,
         if images == 1 { "" } else { "s" }
     ));
-    let positive: Vec<&Finding> = findings.iter().filter(|f| f.probability >= f.threshold).collect();
+    let positive: Vec<&Finding> = findings.iter().filter(|f| f.result.probability >= f.result.threshold).collect();
     if findings.is_empty() {
         out.push_str("No AI analysis is available for this study.\n");
     } else {
@@ -65,11 +66,11 @@ pub fn draft(study: &StudyDetail, findings: &[Finding]) -> String {
     }
     out.push_str("\nIMPRESSION:\n");
     if findings.is_empty() {
-        out.push_str("\n");
+        out.push('\n');
     } else if positive.is_empty() {
         out.push_str("No AI-flagged abnormality; radiologist review required.\n");
     } else {
-        let labels: Vec<&str> = positive.iter().map(|f| f.label.as_str()).collect();
+        let labels: Vec<&str> = positive.iter().map(|f| f.result.label.as_str()).collect();
         out.push_str(&format!("AI flags: {}. Radiologist confirmation required.\n", labels.join(", ")));
     }
     out
@@ -78,7 +79,7 @@ pub fn draft(study: &StudyDetail, findings: &[Finding]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::db::SeriesDetail;
+    use crate::store::db::{NewFinding, SeriesDetail};
 
     fn study() -> StudyDetail {
         StudyDetail {
@@ -110,15 +111,15 @@ mod tests {
     fn finding(p: f64) -> Finding {
         Finding {
             id: 1,
-            sop_uid: "1.2.3.4".into(),
-            model_name: "classifier".into(),
-            model_version: "1.0.0".into(),
-            label: "pneumonia".into(),
-            probability: p,
-            threshold: 0.37,
-            saliency_w: 0,
-            saliency_h: 0,
-            saliency: None,
+            result: NewFinding {
+                sop_uid: "1.2.3.4".into(),
+                model_name: "classifier".into(),
+                model_version: "1.0.0".into(),
+                label: "pneumonia".into(),
+                probability: p,
+                threshold: 0.37,
+                ..Default::default()
+            },
             created_at: String::new(),
             feedback: vec![],
         }

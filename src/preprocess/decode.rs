@@ -443,14 +443,14 @@ fn native_bytes(p: &PrimitiveValue, endianness: Endianness, bits_allocated: u16,
     // A big-endian OW value is read as 16-bit words: 8-bit samples come out of `to_bytes` in
     // the order pydicom and dcmtk use (pairs swapped relative to the file), 32-bit values need
     // their two words swapped.
-    if endianness == Endianness::Big && matches!(p, PrimitiveValue::U16(_) | PrimitiveValue::I16(_)) {
-        match bits_allocated {
-            32 => bytes.chunks_exact_mut(4).for_each(|c| {
-                c.swap(0, 2);
-                c.swap(1, 3)
-            }),
-            _ => {}
-        }
+    if endianness == Endianness::Big
+        && matches!(p, PrimitiveValue::U16(_) | PrimitiveValue::I16(_))
+        && bits_allocated == 32
+    {
+        bytes.chunks_exact_mut(4).for_each(|c| {
+            c.swap(0, 2);
+            c.swap(1, 3)
+        })
     }
     if cfg!(target_endian = "big") && matches!(p, PrimitiveValue::U16(_) | PrimitiveValue::I16(_)) {
         bytes.chunks_exact_mut(2).for_each(|c| c.swap(0, 1));

@@ -20,6 +20,21 @@ pub struct User {
     pub password_changed_at: String,
 }
 
+impl User {
+    /// The account state as people read it, at Unix time `now`.
+    pub fn state(&self, now: i64) -> &'static str {
+        if self.disabled {
+            "disabled"
+        } else if self.locked_until > now {
+            "locked"
+        } else if self.must_change_password {
+            "must change password"
+        } else {
+            "active"
+        }
+    }
+}
+
 /// A live session and its user.
 #[derive(Debug, Clone)]
 pub struct Session {

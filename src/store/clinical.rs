@@ -295,20 +295,12 @@ pub fn link_derived(c: &Connection, series_uid: &str, derived_uid: &str, kind: &
     Ok(n == 1)
 }
 
-/// An AI finding on one instance.
+/// An AI finding on one instance, as recorded, with the readers' feedback on it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
     pub id: i64,
-    pub sop_uid: String,
-    pub model_name: String,
-    pub model_version: String,
-    pub label: String,
-    pub probability: f64,
-    pub threshold: f64,
-    pub saliency_w: i64,
-    pub saliency_h: i64,
-    #[serde(skip)]
-    pub saliency: Option<Vec<u8>>,
+    #[serde(flatten)]
+    pub result: NewFinding,
     pub created_at: String,
     pub feedback: Vec<Feedback>,
 }
@@ -321,8 +313,8 @@ pub struct Feedback {
     pub created_at: String,
 }
 
-/// A finding to record (the pipeline's output).
-#[derive(Debug, Clone, Default)]
+/// What a model found on one instance (the pipeline's output).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct NewFinding {
     pub sop_uid: String,
     pub model_name: String,
@@ -332,6 +324,8 @@ pub struct NewFinding {
     pub threshold: f64,
     pub saliency_w: i64,
     pub saliency_h: i64,
+    /// `saliency_w * saliency_h` bytes, 0..255, row-major.
+    #[serde(skip)]
     pub saliency: Option<Vec<u8>>,
 }
 
@@ -368,15 +362,17 @@ pub fn findings(c: &Connection, study_uid: &str) -> rusqlite::Result<Vec<Finding
         .query_map(params![study_uid], |r| {
             Ok(Finding {
                 id: r.get(0)?,
-                sop_uid: r.get(1)?,
-                model_name: r.get(2)?,
-                model_version: r.get(3)?,
-                label: r.get(4)?,
-                probability: r.get(5)?,
-                threshold: r.get(6)?,
-                saliency_w: r.get(7)?,
-                saliency_h: r.get(8)?,
-                saliency: r.get(9)?,
+                result: NewFinding {
+                    sop_uid: r.get(1)?,
+                    model_name: r.get(2)?,
+                    model_version: r.get(3)?,
+                    label: r.get(4)?,
+                    probability: r.get(5)?,
+                    threshold: r.get(6)?,
+                    saliency_w: r.get(7)?,
+                    saliency_h: r.get(8)?,
+                    saliency: r.get(9)?,
+                },
                 created_at: r.get(10)?,
                 feedback: Vec::new(),
             })

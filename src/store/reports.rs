@@ -64,8 +64,11 @@ pub fn reports(c: &Connection, study_uid: &str) -> rusqlite::Result<Vec<Report>>
     rows.collect()
 }
 
-/// (study id, latest report id, its version, signed?)
-fn latest(tx: &Transaction<'_>, study_uid: &str) -> rusqlite::Result<Option<(i64, Option<(i64, i64, bool)>)>> {
+/// The latest report version of a study: (report id, version, signed?).
+type Latest = Option<(i64, i64, bool)>;
+
+/// (study id, its latest report version), or `None` when the study is unknown.
+fn latest(tx: &Transaction<'_>, study_uid: &str) -> rusqlite::Result<Option<(i64, Latest)>> {
     let Some(study): Option<i64> =
         tx.query_row("SELECT id FROM studies WHERE study_uid = ?1", params![study_uid], |r| r.get(0)).optional()?
     else {

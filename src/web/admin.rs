@@ -46,15 +46,7 @@ fn users_page(
         .users()?
         .into_iter()
         .map(|u| UserView {
-            state: if u.disabled {
-                "disabled"
-            } else if u.locked_until > now {
-                "locked"
-            } else if u.must_change_password {
-                "must change password"
-            } else {
-                "active"
-            },
+            state: u.state(now),
             disabled: u.disabled,
             created: html::when(&u.created_at),
             password_changed: html::when(&u.password_changed_at),

@@ -258,9 +258,10 @@ pub struct FindingView {
 }
 
 impl From<&Finding> for FindingView {
-    fn from(f: &Finding) -> FindingView {
+    fn from(finding: &Finding) -> FindingView {
+        let f = &finding.result;
         FindingView {
-            id: f.id,
+            id: finding.id,
             label: f.label.clone(),
             likelihood: draft::likelihood(f.probability),
             probability: format!("{:.2}", f.probability),
@@ -269,9 +270,9 @@ impl From<&Finding> for FindingView {
             model: f.model_name.clone(),
             version: f.model_version.clone(),
             model_link: format!("/admin/models/{}-{}", f.model_name, f.model_version),
-            created: html::when(&f.created_at),
+            created: html::when(&finding.created_at),
             has_saliency: f.saliency.as_ref().is_some_and(|s| !s.is_empty()),
-            feedback: f
+            feedback: finding
                 .feedback
                 .iter()
                 .map(|b| (b.user.clone(), b.agrees, b.comment.clone(), html::when(&b.created_at)))
@@ -391,7 +392,10 @@ pub async fn study(
             }),
         }).collect::<Vec<_>>(),
         "findings": findings.iter().map(|f| ViewerFinding {
-            id: f.id, sop: &f.sop_uid, label: &f.label, saliency: f.saliency.as_ref().is_some_and(|g| !g.is_empty()),
+            id: f.id,
+            sop: &f.result.sop_uid,
+            label: &f.result.label,
+            saliency: f.result.saliency.as_ref().is_some_and(|g| !g.is_empty()),
         }).collect::<Vec<_>>(),
     });
     let to_view = |r: &crate::store::db::Report| ReportView {

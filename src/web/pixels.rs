@@ -16,6 +16,9 @@ use super::AppState;
 use crate::preprocess::lut::Voi;
 use crate::preprocess::{render, Photometric, RenderOptions};
 
+/// Response headers (name, value) of the pixel endpoint.
+type Headers = Vec<(&'static str, String)>;
+
 pub async fn pixels(
     State(st): State<AppState>,
     Path((study, series, sop, n)): Path<(String, String, String, u32)>,
@@ -23,7 +26,7 @@ pub async fn pixels(
     let Some(frame) = n.checked_sub(1) else {
         return (StatusCode::BAD_REQUEST, "frames are numbered from 1").into_response();
     };
-    let result = tokio::task::spawn_blocking(move || -> Result<(Vec<(&'static str, String)>, Vec<u8>), Failure> {
+    let result = tokio::task::spawn_blocking(move || -> Result<(Headers, Vec<u8>), Failure> {
         let c = load_frame(&st, &study, &series, &sop, frame)?;
         let px = &c.pixels;
         let (rows, cols) = (px.rows, px.columns);
@@ -89,6 +92,7 @@ pub async fn saliency(State(st): State<AppState>, Path((study, id)): Path<(Strin
     let Some(f) = findings.into_iter().find(|f| f.id == id) else {
         return (StatusCode::NOT_FOUND, "no such finding in this study").into_response();
     };
+    let f = f.result;
     match f.saliency {
         Some(grid) if grid.len() as i64 == f.saliency_w * f.saliency_h && !grid.is_empty() => (
             [

@@ -67,7 +67,7 @@ fn fixture() -> Fixture {
 
 /// A session for a new user of `role`: (cookie header, CSRF token).
 fn session(st: &AppState, role: Role, must_change: bool) -> (String, String) {
-    let name = format!("{}-{}", role, password::token().unwrap()[..6].to_string());
+    let name = format!("{}-{}", role, &password::token().unwrap()[..6]);
     let id = st.db.add_user(&name, role.as_str(), "$argon2id$x", must_change).unwrap().unwrap();
     let token = password::token().unwrap();
     let csrf = password::token().unwrap();

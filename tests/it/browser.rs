@@ -213,7 +213,7 @@ async fn browser_login_worklist_viewer_report() {
     // Live refresh: a study that arrives now appears without a page load.
     js(&c, "window.lucentMarker = 42; return 0;").await;
     let mr = shared().join("dicom/pydicom/MR_small.dcm");
-    assert_eq!(storescu(server.dicom_port, &[], &[mr.clone()]).successes, 1);
+    assert_eq!(storescu(server.dicom_port, &[], std::slice::from_ref(&mr)).successes, 1);
     let mr_study = lucent::preprocess::open(&mr)
         .unwrap()
         .element(tags::STUDY_INSTANCE_UID)
@@ -275,6 +275,30 @@ async fn browser_login_worklist_viewer_report() {
     let by = el(&c, Locator::Id("signed-by")).await.text().await.unwrap();
     assert!(by.contains("signed by dr.grey"), "{by}");
     shot(&c, "6-signed").await;
+    // 8. Frames of a multi-frame image: the arrow keys step through them.
+    let dose = shared().join("dicom/pydicom/rtdose.dcm");
+    assert_eq!(storescu(server.dicom_port, &[], std::slice::from_ref(&dose)).successes, 1);
+    let dose_obj = lucent::preprocess::open(&dose).unwrap();
+    let dose_study =
+        dose_obj.element(tags::STUDY_INSTANCE_UID).unwrap().to_str().unwrap().trim_end_matches('\0').to_string();
+    let frames = dose_obj.element(tags::NUMBER_OF_FRAMES).unwrap().to_int::<u32>().unwrap();
+    c.goto(&format!("{base}/studies/{dose_study}")).await.unwrap();
+    wait_for("the dose rendering", async || canvas(&c).await.0 > 0).await;
+    let readout = el(&c, Locator::Id("slice-readout")).await;
+    assert!(
+        readout.text().await.unwrap().contains(&format!("image 1 of {frames}")),
+        "{}",
+        readout.text().await.unwrap()
+    );
+    let (renders, first, _) = canvas(&c).await;
+    el(&c, Locator::Id("canvas")).await.send_keys("\u{E015}\u{E015}").await.unwrap();
+    wait_for("frame 3", async || {
+        el(&c, Locator::Id("slice-readout")).await.text().await.unwrap().contains(&format!("image 3 of {frames}"))
+    })
+    .await;
+    wait_for("the frame's rendering", async || canvas(&c).await.0 > renders + 1).await;
+    assert_ne!(canvas(&c).await.1, first, "another frame shows other pixels");
+    shot(&c, "7-frames").await;
     c.close().await.unwrap();
     assert!(server.stop());
 }

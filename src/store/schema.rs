@@ -169,6 +169,7 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX report_revisions_report ON report_revisions (report_fk);
     CREATE INDEX studies_created ON studies (created_at);
+    CREATE INDEX studies_updated ON studies (updated_at);   -- the search indexer's cursor
 
     -- Durable pipeline jobs (enhance, classify, report, send): the admin jobs page shows them
     -- and retries failed ones; the pipeline's workers claim queued ones.

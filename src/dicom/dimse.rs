@@ -62,13 +62,7 @@ pub struct Command {
 impl Command {
     pub fn decode(bytes: &[u8]) -> Result<Command, CommandError> {
         let elements = parse_elements(bytes)?;
-        let us = |e: u16, name: &'static str| -> Result<u16, CommandError> {
-            let v = elements.get(&e).ok_or(CommandError::Missing(name))?;
-            if v.len() != 2 {
-                return Err(CommandError::BadValue(name));
-            }
-            Ok(u16::from_le_bytes([v[0], v[1]]))
-        };
+        let us = |e: u16, name: &'static str| read_us(&elements, e, name);
         let text = |e: u16| elements.get(&e).map(|v| trim_uid(v)).unwrap_or_default();
         let command_field = us(COMMAND_FIELD, "Command Field (0000,0100)")?;
         let message_id = us(MESSAGE_ID, "Message ID (0000,0110)")?;
@@ -138,14 +132,19 @@ pub fn echo_request(message_id: u16) -> Vec<u8> {
 /// (Command Field, Status) of a response command set.
 pub fn response_status(bytes: &[u8]) -> Result<(u16, u16), CommandError> {
     let elements = parse_elements(bytes)?;
-    let us = |e: u16, name: &'static str| -> Result<u16, CommandError> {
-        let v = elements.get(&e).ok_or(CommandError::Missing(name))?;
-        if v.len() != 2 {
-            return Err(CommandError::BadValue(name));
-        }
-        Ok(u16::from_le_bytes([v[0], v[1]]))
-    };
-    Ok((us(COMMAND_FIELD, "Command Field (0000,0100)")?, us(STATUS, "Status (0000,0900)")?))
+    Ok((
+        read_us(&elements, COMMAND_FIELD, "Command Field (0000,0100)")?,
+        read_us(&elements, STATUS, "Status (0000,0900)")?,
+    ))
+}
+
+/// A US command element (exactly two bytes).
+fn read_us(elements: &BTreeMap<u16, &[u8]>, e: u16, name: &'static str) -> Result<u16, CommandError> {
+    let v = elements.get(&e).ok_or(CommandError::Missing(name))?;
+    if v.len() != 2 {
+        return Err(CommandError::BadValue(name));
+    }
+    Ok(u16::from_le_bytes([v[0], v[1]]))
 }
 
 fn put_header(out: &mut Vec<u8>, element: u16, len: usize) {

@@ -127,6 +127,17 @@ pub async fn authorize(State((st, spec)): State<(AppState, RouteSpec)>, req: Req
     };
     let Some(auth) = auth else {
         return match spec.kind {
+            Kind::Html if req.headers().contains_key("hx-request") => {
+                // An htmx fragment (the worklist's live refresh): a redirect would swap the
+                // login form into the page, so ask htmx to load the login page instead.
+                let next = req.headers().get("hx-current-url").and_then(|v| v.to_str().ok()).and_then(local_path);
+                let login = format!("/login?next={}", urlencode(next.as_deref().unwrap_or("/")));
+                let mut r = StatusCode::OK.into_response();
+                if let Ok(v) = HeaderValue::from_str(&login) {
+                    r.headers_mut().insert("hx-redirect", v);
+                }
+                r
+            }
             Kind::Html => {
                 let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
                 let next = if req.method() == Method::GET { target } else { "/" };
@@ -191,6 +202,13 @@ fn form_urlencoded_field(body: &[u8], name: &str) -> Option<String> {
 
 pub fn urlencode(s: &str) -> String {
     serde_urlencoded::to_string([("", s)]).map(|q| q[1..].to_string()).unwrap_or_default()
+}
+
+/// The path and query of an absolute URL (htmx's `HX-Current-URL`).
+fn local_path(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let path = &rest[rest.find('/')?..];
+    Some(path.to_string())
 }
 
 /// Only local paths may be redirected to after login.
@@ -461,6 +479,15 @@ mod tests {
         assert_eq!(safe_next(Some("/\\evil.example")), "/");
         assert_eq!(safe_next(Some("https://evil.example")), "/");
         assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn current_url_gives_its_local_path() {
+        assert_eq!(local_path("http://lucent:8080/?q=smith").as_deref(), Some("/?q=smith"));
+        assert_eq!(local_path("https://h/studies/1.2").as_deref(), Some("/studies/1.2"));
+        assert_eq!(local_path("http://h").as_deref(), None);
+        // Whatever it gives still passes safe_next before use.
+        assert_eq!(safe_next(local_path("http://h//evil").as_deref()), "/");
     }
 
     #[test]

@@ -323,6 +323,19 @@ async fn login_changes_one_time_password_and_locks_after_failures() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_sends_htmx_to_the_login_page() {
+    let f = fixture();
+    let req = Request::get("/worklist/rows")
+        .header("hx-request", "true")
+        .header("hx-current-url", "http://lucent:8080/?q=smith")
+        .body(Body::empty())
+        .unwrap();
+    let r = f.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers().get("hx-redirect").unwrap(), "/login?next=%2F%3Fq%3Dsmith");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_disabled_sessions_end() {
     let f = fixture();
     let st = &f.state;

@@ -43,13 +43,19 @@ struct Fields {
     report: Field,
 }
 
-/// Where indexing has got to: the newest `updated_at` indexed and the studies indexed at
-/// exactly that instant (timestamps have millisecond resolution, so several may share one).
+/// Where indexing has got to: the newest `updated_at` indexed, and every (study, `updated_at`)
+/// indexed within [`LATE_COMMIT_SECS`] of it. A timestamp is taken before its transaction
+/// commits, so a row can become visible after a newer one was indexed; each sync therefore
+/// looks back that far and skips only the exact versions it has already indexed.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Cursor {
     at: String,
-    uids: Vec<String>,
+    recent: Vec<(String, String)>,
 }
+
+/// How late (seconds) a commit may become visible after its `updated_at` was taken. Index and
+/// report transactions take milliseconds; this leaves a wide margin.
+const LATE_COMMIT_SECS: u64 = 10;
 
 pub struct SearchIndex {
     index: Index,
@@ -106,39 +112,43 @@ impl SearchIndex {
     pub fn sync(&self, db: &Db) -> Result<usize, SearchError> {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut cursor = self.cursor();
+        let look_back = crate::store::rfc3339_ago(LATE_COMMIT_SECS);
+        let mut from = if cursor.at < look_back { cursor.at.clone() } else { look_back.clone() };
+        let mut seen: HashSet<(String, String)> = cursor.recent.drain(..).collect();
         let mut total = 0;
         loop {
-            let docs = db.search_docs_since(&cursor.at, BATCH)?;
-            let seen: HashSet<&str> = cursor.uids.iter().map(String::as_str).collect();
+            let docs = db.search_docs_since(&from, BATCH)?;
             let fresh: Vec<_> =
-                docs.iter().filter(|d| !(d.updated_at == cursor.at && seen.contains(d.study_uid.as_str()))).collect();
-            if fresh.is_empty() {
-                break;
-            }
-            for d in &fresh {
+                docs.iter().filter(|d| !seen.contains(&(d.study_uid.clone(), d.updated_at.clone()))).collect();
+            if !fresh.is_empty() {
                 let f = &self.fields;
-                writer.delete_term(Term::from_field_text(f.uid, &d.study_uid));
-                writer.add_document(doc!(
-                    f.uid => d.study_uid.as_str(),
-                    f.patient => format!("{} {}", d.patient_name, d.patient_id),
-                    f.accession => d.accession.as_str(),
-                    f.description => d.description.as_str(),
-                    f.report => d.report.as_str(),
-                ))?;
+                for d in &fresh {
+                    writer.delete_term(Term::from_field_text(f.uid, &d.study_uid));
+                    writer.add_document(doc!(
+                        f.uid => d.study_uid.as_str(),
+                        f.patient => format!("{} {}", d.patient_name, d.patient_id),
+                        f.accession => d.accession.as_str(),
+                        f.description => d.description.as_str(),
+                        f.report => d.report.as_str(),
+                    ))?;
+                    seen.insert((d.study_uid.clone(), d.updated_at.clone()));
+                    if d.updated_at > cursor.at {
+                        cursor.at = d.updated_at.clone();
+                    }
+                }
+                total += fresh.len();
+                // Keep only what a later sync can still see again.
+                let horizon = if cursor.at < look_back { cursor.at.clone() } else { look_back.clone() };
+                cursor.recent = seen.iter().filter(|(_, at)| *at >= horizon).cloned().collect();
+                let mut commit = writer.prepare_commit()?;
+                commit.set_payload(&serde_json::to_string(&cursor).unwrap_or_default());
+                commit.commit()?;
             }
-            total += fresh.len();
-            let last = fresh.last().map(|d| d.updated_at.clone()).unwrap_or_default();
-            let mut next = Cursor { at: last.clone(), uids: Vec::new() };
-            if last == cursor.at {
-                next.uids = cursor.uids.clone();
-            }
-            next.uids.extend(fresh.iter().filter(|d| d.updated_at == last).map(|d| d.study_uid.clone()));
-            cursor = next;
-            let mut commit = writer.prepare_commit()?;
-            commit.set_payload(&serde_json::to_string(&cursor).unwrap_or_default());
-            commit.commit()?;
-            if (docs.len() as u64) < BATCH {
-                break;
+            let last = docs.last().map(|d| d.updated_at.clone());
+            match last {
+                // A full batch: go on after it (unless the whole batch shares one instant).
+                Some(l) if docs.len() as u64 == BATCH && l != from => from = l,
+                _ => break,
             }
         }
         if total > 0 {
@@ -182,5 +192,49 @@ impl SearchIndex {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{InstanceAttrs, NewInstance, Policy, Store};
+
+    fn put(store: &Store, i: u32, name: &str) {
+        let attrs = InstanceAttrs {
+            patient_id: format!("P{i}"),
+            patient_name: name.into(),
+            study_uid: format!("1.2.3.{i}"),
+            series_uid: format!("1.2.3.{i}.1"),
+            sop_uid: format!("1.2.3.{i}.1.1"),
+            ..Default::default()
+        };
+        store.put(&NewInstance { header: vec![0; 4], dataset: vec![1; 4], attrs }).unwrap();
+    }
+
+    #[test]
+    fn a_commit_that_becomes_visible_late_is_still_indexed_and_nothing_is_redone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Policy { overwrite_duplicates: false, min_free_bytes: 0 }).unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let index = SearchIndex::open(dir.path()).unwrap();
+        put(&store, 1, "EARLY^ANNA");
+        assert_eq!(index.sync(&db).unwrap(), 1);
+        assert_eq!(index.sync(&db).unwrap(), 0, "an unchanged database is not re-indexed");
+        // A study whose timestamp is older than what was indexed (taken before its commit).
+        put(&store, 2, "LATE^BEN");
+        let back_dated = crate::store::rfc3339_ago(2);
+        db.with(|c| c.execute("UPDATE studies SET updated_at = ?1 WHERE study_uid = '1.2.3.2'", [&back_dated]))
+            .unwrap();
+        assert!(back_dated < index.cursor().at, "the scenario: older than the newest indexed change");
+        assert_eq!(index.sync(&db).unwrap(), 1, "the late study is found");
+        assert_eq!(index.search("late", 10).unwrap(), vec!["1.2.3.2".to_string()]);
+        assert_eq!(index.sync(&db).unwrap(), 0);
+        // The cursor survives reopening (it lives in the commit payload).
+        drop(index);
+        let again = SearchIndex::open(dir.path()).unwrap();
+        assert_eq!(again.sync(&db).unwrap(), 0);
+        assert_eq!(again.search("early", 10).unwrap(), vec!["1.2.3.1".to_string()]);
+        drop(store);
     }
 }

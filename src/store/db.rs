@@ -196,8 +196,8 @@ impl Db {
     pub fn amend_report(&self, study_uid: &str, user_id: i64) -> Result<Result<i64, ReportRefusal>, StoreError> {
         self.with(|c| reports::amend(c, study_uid, user_id))
     }
-    pub fn search_docs_since(&self, cursor: &str, limit: u64) -> Result<Vec<SearchDoc>, StoreError> {
-        self.with(|c| reports::changed_since(c, cursor, limit))
+    pub fn search_docs_since(&self, from: &str, limit: u64) -> Result<Vec<SearchDoc>, StoreError> {
+        self.with(|c| reports::changed_since(c, from, limit))
     }
 
     /// Size of the database file and its WAL, in bytes.

@@ -188,6 +188,13 @@ pub fn indexed_size(conn: &Connection, path: &str) -> rusqlite::Result<Option<u6
         .map(|o| o.map(|s| s as u64))
 }
 
+/// The time `secs` seconds ago, in the same format as [`now_rfc3339`] (so the two compare as
+/// strings).
+pub fn rfc3339_ago(secs: u64) -> String {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    rfc3339(d.as_secs().saturating_sub(secs), d.subsec_millis())
+}
+
 pub fn now_rfc3339() -> String {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     rfc3339(d.as_secs(), d.subsec_millis())

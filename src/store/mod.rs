@@ -27,7 +27,7 @@ use std::thread::JoinHandle;
 
 pub use db::Db;
 pub use files::relative_path;
-pub use index::{Stats, StoredInstance};
+pub use index::{rfc3339_ago, Stats, StoredInstance};
 
 pub const DB_FILE: &str = "lucent.db";
 const RUN_MARKER: &str = "RUNNING";

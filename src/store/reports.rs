@@ -186,8 +186,8 @@ pub struct SearchDoc {
     pub updated_at: String,
 }
 
-/// Studies changed after `cursor` (an `updated_at` value), oldest change first.
-pub fn changed_since(c: &Connection, cursor: &str, limit: u64) -> rusqlite::Result<Vec<SearchDoc>> {
+/// Studies changed at or after `from` (an `updated_at` value), oldest change first.
+pub fn changed_since(c: &Connection, from: &str, limit: u64) -> rusqlite::Result<Vec<SearchDoc>> {
     let mut stmt = c.prepare_cached(
         "SELECT s.study_uid, p.name, p.patient_id, s.accession_number,
                 s.description || ' ' || coalesce((SELECT group_concat(se.description, ' ') FROM series se
@@ -195,9 +195,9 @@ pub fn changed_since(c: &Connection, cursor: &str, limit: u64) -> rusqlite::Resu
                 coalesce((SELECT r.body FROM reports r WHERE r.study_fk = s.id ORDER BY r.version DESC LIMIT 1), ''),
                 s.updated_at
          FROM studies s JOIN patients p ON p.id = s.patient_fk
-         WHERE s.updated_at > ?1 ORDER BY s.updated_at, s.id LIMIT ?2",
+         WHERE s.updated_at >= ?1 ORDER BY s.updated_at, s.id LIMIT ?2",
     )?;
-    let rows = stmt.query_map(params![cursor, limit as i64], |r| {
+    let rows = stmt.query_map(params![from, limit as i64], |r| {
         Ok(SearchDoc {
             study_uid: r.get(0)?,
             patient_name: r.get(1)?,

@@ -192,16 +192,24 @@ async fn healthz(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
 }
 
 /// Keeps the search index following the database: on start, every few seconds, and at once
-/// when woken (report saves). Also drops expired sessions.
+/// when woken (report saves). Once a minute it also deletes expired sessions (they are refused
+/// as soon as they expire; this only reclaims their rows).
 pub async fn run_indexer(state: AppState, shutdown: tokio_util::sync::CancellationToken) {
+    let mut last_purge = 0i64;
     loop {
         let st = state.clone();
+        let now = auth::now_secs();
+        let purge = now - last_purge >= 60;
+        if purge {
+            last_purge = now;
+        }
         let r = tokio::task::spawn_blocking(move || {
             let n = st.search.sync(&st.db)?;
-            let now = auth::now_secs();
-            let idle = (st.web.session_idle_minutes * 60) as i64;
-            let max = (st.web.session_max_hours * 3600) as i64;
-            st.db.purge_sessions(now - idle, now - max)?;
+            if purge {
+                let idle = (st.web.session_idle_minutes * 60) as i64;
+                let max = (st.web.session_max_hours * 3600) as i64;
+                st.db.purge_sessions(now - idle, now - max)?;
+            }
             Ok::<usize, anyhow::Error>(n)
         })
         .await;

@@ -451,6 +451,7 @@ async fn jobs_page_shows_progress_and_failures_and_retries() {
     assert!(page.body.contains(&format!("/admin/jobs/{failed}/retry")));
     assert!(!page.body.contains(&format!("/admin/jobs/{running}/retry")), "only failed jobs can be retried");
     assert!(!page.body.contains(XSS) && !page.body.contains("SMITH"), "no patient data on the jobs page");
+    assert!(!page.body.contains("&#60;script&#62;alert(1)"), "not even escaped: the jobs' patient is not shown");
     let only = send(&f.app, "GET", "/admin/jobs?status=failed", Some(&admin), None, "").await;
     assert!(only.body.contains("enhance") && !only.body.contains("classify"));
     let r = send(&f.app, "POST", &format!("/admin/jobs/{failed}/retry"), Some(&admin), Some(&csrf), "").await;

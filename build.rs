@@ -7,7 +7,11 @@ use std::path::Path;
 
 fn main() {
     let out = std::env::var("OUT_DIR").expect("OUT_DIR");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    // Read at run time, not compiled in with env!(): cargo reuses a compiled build script
+    // across checkouts at other paths (a shared CARGO_TARGET_DIR), and a path baked into it
+    // would point at another checkout's models.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
+    let dir = Path::new(&manifest).join("models");
     println!("cargo:rerun-if-changed={}", dir.display());
     let mut entries = Vec::new();
     if let Ok(rd) = std::fs::read_dir(&dir) {
@@ -24,6 +28,12 @@ fn main() {
         }
     }
     entries.sort();
+    // The binary must carry its default models; an empty list would only surface at run time.
+    assert!(
+        !entries.is_empty(),
+        "{} holds no <name>-<version>.toml with its .bpk: the shipped models must be embedded",
+        dir.display()
+    );
     // burnpack tensors are read in place (zero copy), so the embedded bytes must be aligned.
     let mut code = String::from("#[repr(C, align(64))]\npub struct Aligned<const N: usize>(pub [u8; N]);\n");
     for (i, (_, bpk)) in entries.iter().enumerate() {

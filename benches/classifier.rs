@@ -70,30 +70,40 @@ fn bench_inference(rt: &Runtime, arch: &Architecture, val: &lucent::ml::Split) {
     c.architecture = arch.clone();
     c.weights_sha256 = sha256_hex(&bytes);
     let clf = Classifier::new(c, &Cow::Owned(bytes), &rt.device, "bench").unwrap();
-    for batch in [1usize, 64] {
-        // Warm-up (kernel compilation on wgpu, allocator pools), then a timed run of at
-        // least 2 s or all images.
-        let _ = net_logits(&clf.net, &rt.device, &clf.card.input, val, batch).unwrap();
-        let start = Instant::now();
-        let mut images = 0;
-        while start.elapsed().as_secs_f64() < 2.0 {
-            let n = if batch == 1 { 128.min(val.len()) } else { val.len() };
-            let sub = lucent::ml::Split {
-                height: val.height,
-                width: val.width,
-                images: val.images[..n * val.height * val.width].to_vec(),
-                labels: val.labels[..n].to_vec(),
-            };
-            let _ = net_logits(&clf.net, &rt.device, &clf.card.input, &sub, batch).unwrap();
-            images += n;
+    // On the CPU both paths are measured: burn flex's own forward pass and the CPU engine
+    // (what Lucent runs there); on wgpu, burn's.
+    let burn_path = |sub: &lucent::ml::Split, batch: usize| {
+        net_logits(&clf.net, &rt.device, &clf.card.input, sub, batch).unwrap();
+    };
+    let engine_path = |sub: &lucent::ml::Split, batch: usize| {
+        clf.split_logits(sub, batch).unwrap();
+    };
+    let mut paths: Vec<(String, &dyn Fn(&lucent::ml::Split, usize))> =
+        vec![(format!("burn {} ({})", rt.info.backend, rt.info.adapter), &burn_path)];
+    if clf.engine.is_some() {
+        paths.push((clf.executor(), &engine_path));
+    }
+    for (label, run) in paths {
+        for batch in [1usize, 64] {
+            // Warm-up (kernel compilation on wgpu, allocator pools), then a timed run of at
+            // least 2 s.
+            run(val, batch);
+            let start = Instant::now();
+            let mut images = 0;
+            while start.elapsed().as_secs_f64() < 2.0 {
+                let n = if batch == 1 { 128.min(val.len()) } else { val.len() };
+                let sub = lucent::ml::Split {
+                    height: val.height,
+                    width: val.width,
+                    images: val.images[..n * val.height * val.width].to_vec(),
+                    labels: val.labels[..n].to_vec(),
+                };
+                run(&sub, batch);
+                images += n;
+            }
+            let secs = start.elapsed().as_secs_f64();
+            println!("{label}: inference batch {batch:>2}: {:.0} images/s", images as f64 / secs);
         }
-        let secs = start.elapsed().as_secs_f64();
-        println!(
-            "{} ({}): inference batch {batch:>2}: {:.0} images/s",
-            rt.info.backend,
-            rt.info.adapter,
-            images as f64 / secs
-        );
     }
 }
 

@@ -288,6 +288,7 @@ fn doctor(dir: &Path, dev: &DeviceArg) -> anyhow::Result<()> {
             // A real forward pass proves the device works end to end.
             let p = c.predict(&vec![0.0; c.card.input.width * c.card.input.height])?;
             println!("classifier   {} ({}), forward pass ok (logit {:.3})", c.card.id(), e.origin(), p[0].logit);
+            println!("inference    {}", c.executor());
         }
         Err(e) => println!("classifier   not available: {e}"),
     }

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::card::{InputSpec, ModelCard};
 use super::data::{GrayFrame, Split};
+use super::engine::Engine;
 use super::metrics::sigmoid;
 use super::model::Net;
 use super::MlError;
@@ -89,6 +90,9 @@ pub struct Classifier {
     pub card: ModelCard,
     pub net: Net,
     pub device: Device,
+    /// On the CPU, the network compiled by [`Engine`] (what inference runs); on wgpu, none
+    /// (burn runs it on the GPU).
+    pub engine: Option<Engine>,
 }
 
 impl Classifier {
@@ -99,7 +103,20 @@ impl Classifier {
         origin: &str,
     ) -> Result<Classifier, MlError> {
         let net = load_net(&card, weights, device, origin)?;
-        Ok(Classifier { card, net, device: device.clone() })
+        let engine = if *device == Device::flex() {
+            Some(Engine::compile(&net, card.input.height, card.input.width)?)
+        } else {
+            None
+        };
+        Ok(Classifier { card, net, device: device.clone(), engine })
+    }
+
+    /// What runs inference: `wgpu`, or the CPU engine and its instruction set.
+    pub fn executor(&self) -> String {
+        match &self.engine {
+            Some(e) => format!("CPU engine ({})", e.isa().name()),
+            None => "burn wgpu".into(),
+        }
     }
 
     /// The card's input pipeline for one frame: resize, then normalise.
@@ -135,6 +152,9 @@ impl Classifier {
 
     /// Raw logits for prepared inputs (`n * pixels` values).
     pub fn logits(&self, inputs: &[f32]) -> Result<Vec<f64>, MlError> {
+        if let Some(e) = &self.engine {
+            return Ok(e.forward(inputs, false)?.into_iter().map(|o| o.logit as f64).collect());
+        }
         let (x, _) = self.tensor(inputs)?;
         let out = self.net.forward(x).into_data();
         let v: Vec<f32> = out.try_to_vec::<f32>().map_err(|e| MlError::Device(format!("reading results: {e:?}")))?;
@@ -147,11 +167,21 @@ impl Classifier {
 
     /// Predictions with Grad-CAM saliency maps upsampled to the input size.
     pub fn predict_with_saliency(&self, inputs: &[f32]) -> Result<Vec<(Prediction, Saliency)>, MlError> {
-        let (x, n) = self.tensor(inputs)?;
-        let (logits, cam) = self.net.forward_with_cam(x);
-        let [_, fh, fw] = cam.dims();
-        let logits: Vec<f32> = logits.into_data().try_to_vec::<f32>().map_err(|e| MlError::Device(format!("{e:?}")))?;
-        let cam: Vec<f32> = cam.into_data().try_to_vec::<f32>().map_err(|e| MlError::Device(format!("{e:?}")))?;
+        let (logits, cam, n, fh, fw) = if let Some(e) = &self.engine {
+            let outs = e.forward(inputs, true)?;
+            let (fh, fw) = e.cam_size();
+            let logits: Vec<f32> = outs.iter().map(|o| o.logit).collect();
+            (logits, outs.into_iter().flat_map(|o| o.cam).collect::<Vec<f32>>(), 0, fh, fw)
+        } else {
+            let (x, n) = self.tensor(inputs)?;
+            let (logits, cam) = self.net.forward_with_cam(x);
+            let [_, fh, fw] = cam.dims();
+            let logits: Vec<f32> =
+                logits.into_data().try_to_vec::<f32>().map_err(|e| MlError::Device(format!("{e:?}")))?;
+            let cam: Vec<f32> = cam.into_data().try_to_vec::<f32>().map_err(|e| MlError::Device(format!("{e:?}")))?;
+            (logits, cam, n, fh, fw)
+        };
+        let n = n.max(logits.len());
         let (w, h) = (self.card.input.width, self.card.input.height);
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
@@ -164,7 +194,20 @@ impl Classifier {
 
     /// Logits for every image of a split, in order, `batch` at a time.
     pub fn split_logits(&self, split: &Split, batch: usize) -> Result<Vec<f64>, MlError> {
-        net_logits(&self.net, &self.device, &self.card.input, split, batch)
+        if self.engine.is_none() {
+            return net_logits(&self.net, &self.device, &self.card.input, split, batch);
+        }
+        let split = fit_split(split, &self.card.input);
+        let mut out = Vec::with_capacity(split.len());
+        let mut buf = Vec::new();
+        for start in (0..split.len()).step_by(batch.max(1)) {
+            buf.clear();
+            for i in start..(start + batch.max(1)).min(split.len()) {
+                normalise_into(split.image(i), &self.card.input, &mut buf);
+            }
+            out.extend(self.logits(&buf)?);
+        }
+        Ok(out)
     }
 }
 
@@ -176,13 +219,7 @@ pub fn net_logits(
     split: &Split,
     batch: usize,
 ) -> Result<Vec<f64>, MlError> {
-    let resized;
-    let split = if split.width != spec.width || split.height != spec.height {
-        resized = split.clone().resized(spec.width, spec.height);
-        &resized
-    } else {
-        split
-    };
+    let split = fit_split(split, spec);
     let batch = batch.max(1);
     let mut out = Vec::with_capacity(split.len());
     let mut buf = Vec::new();
@@ -198,6 +235,15 @@ pub fn net_logits(
         out.extend(v.into_iter().map(f64::from));
     }
     Ok(out)
+}
+
+/// The split at the spec's input size (borrowed when it already is).
+fn fit_split<'a>(split: &'a Split, spec: &InputSpec) -> Cow<'a, Split> {
+    if split.width != spec.width || split.height != spec.height {
+        Cow::Owned(split.clone().resized(spec.width, spec.height))
+    } else {
+        Cow::Borrowed(split)
+    }
 }
 
 /// Bilinear upsampling of a `fw`×`fh` map to `w`×`h`, scaled to [0, 1] by its maximum.

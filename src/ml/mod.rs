@@ -14,6 +14,7 @@
 //! - [`data`]: npz, class folders, CSV labels, PNG, the DICOM seam;
 //! - [`train`]: the loop (class weighting, schedule, early stopping, checkpoints, resume);
 //! - [`infer`]: a loaded classifier, calibrated probabilities, Grad-CAM saliency;
+//! - [`engine`]: the CPU inference engine (BatchNorm folded, fused NHWC SIMD convolutions);
 //! - [`queue`]: the bounded batching inference queue;
 //! - [`card`], [`registry`]: model cards, shipped and imported models, activation;
 //! - [`metrics`]: AUC, ECE, confusion, temperature scaling, threshold choice.
@@ -22,6 +23,7 @@ pub mod augment;
 pub mod card;
 pub mod data;
 pub mod device;
+pub mod engine;
 pub mod infer;
 pub mod metrics;
 pub mod model;

@@ -92,18 +92,18 @@ impl Architecture {
 
 #[derive(Module, Debug)]
 pub struct Shortcut {
-    conv: Conv2d,
-    bn: BatchNorm,
+    pub(in crate::ml) conv: Conv2d,
+    pub(in crate::ml) bn: BatchNorm,
 }
 
 /// A basic residual block: conv3×3-BN-ReLU-conv3×3-BN, plus the (projected) input, then ReLU.
 #[derive(Module, Debug)]
 pub struct Block {
-    conv1: Conv2d,
-    bn1: BatchNorm,
-    conv2: Conv2d,
-    bn2: BatchNorm,
-    shortcut: Option<Shortcut>,
+    pub(in crate::ml) conv1: Conv2d,
+    pub(in crate::ml) bn1: BatchNorm,
+    pub(in crate::ml) conv2: Conv2d,
+    pub(in crate::ml) bn2: BatchNorm,
+    pub(in crate::ml) shortcut: Option<Shortcut>,
 }
 
 impl Block {
@@ -120,11 +120,11 @@ impl Block {
 
 #[derive(Module, Debug)]
 pub struct Net {
-    stem: Conv2d,
-    stem_bn: BatchNorm,
-    blocks: Vec<Block>,
+    pub(in crate::ml) stem: Conv2d,
+    pub(in crate::ml) stem_bn: BatchNorm,
+    pub(in crate::ml) blocks: Vec<Block>,
     dropout: Dropout,
-    head: Linear,
+    pub(in crate::ml) head: Linear,
 }
 
 impl Net {

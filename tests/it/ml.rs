@@ -29,6 +29,7 @@ fn ml_commands_have_help_and_doctor_reports_the_device() {
     assert!(out.status.success(), "{t}");
     assert!(t.contains("backend      flex") && t.contains("memory"), "{t}");
     assert!(t.contains("forward pass ok"), "the shipped classifier should load and run: {t}");
+    assert!(t.contains("inference    CPU engine ("), "the CPU runs the compiled engine: {t}");
     let out = lucent_in(tmp.path(), &["doctor", "--device", "tpu"]);
     assert!(!out.status.success() && text(&out).contains("auto"), "{}", text(&out));
 }

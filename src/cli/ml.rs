@@ -245,7 +245,7 @@ pub(super) fn run(cmd: MlCommand) -> anyhow::Result<ExitCode> {
                 "{} predictions from {} on {} written to {}",
                 logits.len(),
                 c.card.id(),
-                rt.info.backend,
+                c.executor(),
                 out.display()
             );
         }
@@ -378,7 +378,7 @@ fn models(action: ModelsAction) -> anyhow::Result<()> {
                 println!(
                     "model        {} on {} ({} split, {} images, {} {pos})",
                     c.card.id(),
-                    rt.info.backend,
+                    c.executor(),
                     split,
                     r.n,
                     r.positives

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::card::{InputSpec, ModelCard};
 use super::data::{GrayFrame, Split};
+use super::engine::kernel::Isa;
 use super::engine::Engine;
 use super::metrics::sigmoid;
 use super::model::Net;
@@ -103,7 +104,9 @@ impl Classifier {
         origin: &str,
     ) -> Result<Classifier, MlError> {
         let net = load_net(&card, weights, device, origin)?;
-        let engine = if *device == Device::flex() {
+        // The engine's portable kernels are the reference for its SIMD ones but slower than
+        // burn flex, so a CPU without AVX2 (or AVX-512) keeps burn's forward pass.
+        let engine = if *device == Device::flex() && Isa::detect() != Isa::Portable {
             Some(Engine::compile(&net, card.input.height, card.input.width)?)
         } else {
             None
@@ -115,6 +118,7 @@ impl Classifier {
     pub fn executor(&self) -> String {
         match &self.engine {
             Some(e) => format!("CPU engine ({})", e.isa().name()),
+            None if self.device == Device::flex() => "burn flex (no AVX2 or AVX-512 for the CPU engine)".into(),
             None => "burn wgpu".into(),
         }
     }

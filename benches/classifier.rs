@@ -13,7 +13,9 @@ use std::time::Instant;
 use burn::module::Module;
 
 use lucent::ml::data::{load_npz_split, TrainingData};
-use lucent::ml::infer::{net_logits, save_net_bytes, sha256_hex, Classifier};
+use lucent::ml::engine::kernel::Isa;
+use lucent::ml::engine::Engine;
+use lucent::ml::infer::{net_logits, normalise_into, save_net_bytes, sha256_hex, Classifier};
 use lucent::ml::model::Architecture;
 use lucent::ml::train::{train_on, TrainOptions};
 use lucent::ml::{card, select, DevicePref, Runtime};
@@ -70,18 +72,29 @@ fn bench_inference(rt: &Runtime, arch: &Architecture, val: &lucent::ml::Split) {
     c.architecture = arch.clone();
     c.weights_sha256 = sha256_hex(&bytes);
     let clf = Classifier::new(c, &Cow::Owned(bytes), &rt.device, "bench").unwrap();
-    // On the CPU both paths are measured: burn flex's own forward pass and the CPU engine
-    // (what Lucent runs there); on wgpu, burn's.
+    // On the CPU, burn flex's own forward pass and the CPU engine with each kernel family the
+    // CPU has (Lucent runs the best one); on wgpu, burn's.
     let burn_path = |sub: &lucent::ml::Split, batch: usize| {
         net_logits(&clf.net, &rt.device, &clf.card.input, sub, batch).unwrap();
     };
-    let engine_path = |sub: &lucent::ml::Split, batch: usize| {
-        clf.split_logits(sub, batch).unwrap();
-    };
-    let mut paths: Vec<(String, &dyn Fn(&lucent::ml::Split, usize))> =
-        vec![(format!("burn {} ({})", rt.info.backend, rt.info.adapter), &burn_path)];
-    if clf.engine.is_some() {
-        paths.push((clf.executor(), &engine_path));
+    let mut paths: Vec<(String, Box<dyn Fn(&lucent::ml::Split, usize) + '_>)> =
+        vec![(format!("burn {} ({})", rt.info.backend, rt.info.adapter), Box::new(burn_path))];
+    if !rt.is_gpu() {
+        for isa in Isa::available() {
+            let engine = Engine::compile_for(&clf.net, clf.card.input.height, clf.card.input.width, isa).unwrap();
+            let spec = clf.card.input.clone();
+            let run = move |sub: &lucent::ml::Split, batch: usize| {
+                let mut buf = Vec::new();
+                for start in (0..sub.len()).step_by(batch) {
+                    buf.clear();
+                    for i in start..(start + batch).min(sub.len()) {
+                        normalise_into(sub.image(i), &spec, &mut buf);
+                    }
+                    engine.forward(&buf, false).unwrap();
+                }
+            };
+            paths.push((format!("CPU engine ({})", isa.name()), Box::new(run)));
+        }
     }
     for (label, run) in paths {
         for batch in [1usize, 64] {

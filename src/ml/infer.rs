@@ -175,7 +175,8 @@ impl Classifier {
             let outs = e.forward(inputs, true)?;
             let (fh, fw) = e.cam_size();
             let logits: Vec<f32> = outs.iter().map(|o| o.logit).collect();
-            (logits, outs.into_iter().flat_map(|o| o.cam).collect::<Vec<f32>>(), 0, fh, fw)
+            let n = logits.len();
+            (logits, outs.into_iter().flat_map(|o| o.cam).collect::<Vec<f32>>(), n, fh, fw)
         } else {
             let (x, n) = self.tensor(inputs)?;
             let (logits, cam) = self.net.forward_with_cam(x);
@@ -185,7 +186,6 @@ impl Classifier {
             let cam: Vec<f32> = cam.into_data().try_to_vec::<f32>().map_err(|e| MlError::Device(format!("{e:?}")))?;
             (logits, cam, n, fh, fw)
         };
-        let n = n.max(logits.len());
         let (w, h) = (self.card.input.width, self.card.input.height);
         let mut out = Vec::with_capacity(n);
         for i in 0..n {

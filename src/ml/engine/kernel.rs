@@ -62,7 +62,8 @@ impl Isa {
             Isa::Avx512 => (8, 3),
             // 16 ymm: 6×2 accumulators (one block = 2 ymm) + 2 weights + 1 broadcast.
             Isa::Avx2 => (6, 1),
-            Isa::Portable => (4, 1),
+            // 16 xmm/NEON q registers: 2×16 lanes of accumulators (8) + the 16 weights (4).
+            Isa::Portable => (2, 1),
         }
     }
 }
@@ -111,7 +112,7 @@ pub unsafe fn run(isa: Isa, r: usize, v: usize, t: &Tile) {
         (Isa::Avx512, 3) => dispatch!(tile_avx512, 3, [1, 2, 3, 4, 5, 6, 7, 8]),
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx2, 1) => dispatch!(tile_avx2, 1, [1, 2, 3, 4, 5, 6]),
-        (Isa::Portable, 1) => dispatch!(tile_portable, 1, [1, 2, 3, 4]),
+        (Isa::Portable, 1) => dispatch!(tile_portable, 1, [1, 2]),
         _ => unreachable!("no kernel for {isa:?} with {v} channel blocks"),
     }
 }

@@ -75,13 +75,13 @@ fn bench_inference(rt: &Runtime, arch: &Architecture, val: &lucent::ml::Split) {
     // On the CPU, burn flex's own forward pass and the CPU engine with each kernel family the
     // CPU has (Lucent runs the best one); on wgpu, burn's.
     let burn_path = |sub: &lucent::ml::Split, batch: usize| {
-        net_logits(&clf.net, &rt.device, &clf.card.input, sub, batch).unwrap();
+        net_logits(clf.net(), &rt.device, &clf.card.input, sub, batch).unwrap();
     };
     let mut paths: Vec<(String, Box<dyn Fn(&lucent::ml::Split, usize) + '_>)> =
         vec![(format!("burn {} ({})", rt.info.backend, rt.info.adapter), Box::new(burn_path))];
     if !rt.is_gpu() {
         for isa in Isa::available() {
-            let engine = Engine::compile_for(&clf.net, clf.card.input.height, clf.card.input.width, isa).unwrap();
+            let engine = Engine::compile_for(clf.net(), clf.card.input.height, clf.card.input.width, isa).unwrap();
             let spec = clf.card.input.clone();
             let run = move |sub: &lucent::ml::Split, batch: usize| {
                 let mut buf = Vec::new();

@@ -99,7 +99,7 @@ pub(super) struct TrainArgs {
     /// Output folder for the weights, card and checkpoints.
     #[arg(long, value_name = "DIR", default_value = "trained")]
     out: PathBuf,
-    /// Continue from <out>/checkpoint.
+    /// Continue from the checkpoints in <out>.
     #[arg(long)]
     resume: bool,
     /// Model name.
@@ -129,6 +129,10 @@ pub(super) struct TrainArgs {
     blocks: Vec<usize>,
     #[arg(long, default_value_t = 0.2)]
     dropout: f64,
+    /// Networks in the ensemble (seeds S, S+1, …; logits averaged). Each trains with its own
+    /// checkpoints in <out>/member-<k>/ (one network: <out>/checkpoint/).
+    #[arg(long, default_value_t = 1)]
+    members: usize,
     /// Fraction of each class held out for validation (folder data without val/).
     #[arg(long, default_value_t = 0.1)]
     val_fraction: f64,
@@ -310,8 +314,13 @@ fn train_classifier(a: TrainArgs) -> anyhow::Result<()> {
     o.lr = a.lr;
     o.weight_decay = a.weight_decay;
     o.patience = a.patience;
-    o.architecture =
-        ml::model::Architecture { kind: "resnet".into(), width: a.width, blocks: a.blocks, dropout: a.dropout };
+    o.architecture = ml::model::Architecture {
+        kind: "resnet".into(),
+        width: a.width,
+        blocks: a.blocks,
+        dropout: a.dropout,
+        members: a.members,
+    };
     o.val_fraction = a.val_fraction;
     o.command = command_line();
     o.progress = true;

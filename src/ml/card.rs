@@ -50,6 +50,22 @@ pub struct Training {
     pub seconds: f64,
     pub device: String,
     pub lucent_version: String,
+    /// For an ensemble, each member's run (member k trains with seed `seed + k`); empty for
+    /// one network, whose figures are the fields above.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberRun>,
+}
+
+/// One ensemble member's training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberRun {
+    pub seed: u64,
+    pub epochs_run: usize,
+    pub best_epoch: usize,
+    /// The member's own validation AUC at its best epoch.
+    pub val_auc: f64,
+    pub seconds: f64,
 }
 
 /// Figures measured on the validation split with the card's temperature and threshold.
@@ -182,6 +198,7 @@ pub(crate) mod tests {
                 seconds: 1.0,
                 device: "d".into(),
                 lucent_version: "0".into(),
+                members: Vec::new(),
             },
             validation: Metrics {
                 n: 1,

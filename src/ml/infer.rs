@@ -14,7 +14,7 @@ use super::data::{GrayFrame, Split};
 use super::engine::kernel::Isa;
 use super::engine::Engine;
 use super::metrics::sigmoid;
-use super::model::Net;
+use super::model::{Ensemble, Net};
 use super::MlError;
 
 /// One image's result.
@@ -43,9 +43,15 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Builds the network the card describes and loads `weights` into it, after checking their
-/// checksum against the card. Every tensor must match in name and shape.
-pub fn load_net(card: &ModelCard, weights: &Cow<'static, [u8]>, device: &Device, origin: &str) -> Result<Net, MlError> {
+/// Builds the network(s) the card describes and loads `weights` into them, after checking
+/// their checksum against the card. Every tensor must match in name and shape. One network
+/// is stored as a plain [`Net`]; an ensemble as an [`Ensemble`].
+pub fn load_nets(
+    card: &ModelCard,
+    weights: &Cow<'static, [u8]>,
+    device: &Device,
+    origin: &str,
+) -> Result<Vec<Net>, MlError> {
     let sum = sha256_hex(weights);
     if sum != card.weights_sha256 {
         return Err(MlError::Mismatch(format!(
@@ -55,30 +61,64 @@ pub fn load_net(card: &ModelCard, weights: &Cow<'static, [u8]>, device: &Device,
             card.weights_sha256
         )));
     }
-    let mut net = card.architecture.init(device);
     // Shipped weights live in the binary's read-only data and load without a copy.
     let mut store = match weights {
         Cow::Borrowed(b) => BurnpackStore::from_static(b),
         Cow::Owned(v) => BurnpackStore::from_bytes(Some(burn::tensor::Bytes::from_bytes_vec(v.clone()))),
     };
-    let result = net.load_from(&mut store).map_err(|e| {
+    let arch = &card.architecture;
+    let refused = |e: String| {
         MlError::Mismatch(format!("{origin}: the weights do not fit the architecture in card {}: {e}", card.id()))
-    })?;
-    if !result.unused.is_empty() {
+    };
+    let (nets, unused) = if arch.members == 1 {
+        let mut net = arch.init(device);
+        let r = net.load_from(&mut store).map_err(|e| refused(e.to_string()))?;
+        (vec![net], r.unused)
+    } else {
+        let mut ens = Ensemble { members: (0..arch.members).map(|_| arch.init(device)).collect() };
+        let r = ens.load_from(&mut store).map_err(|e| refused(e.to_string()))?;
+        (ens.members, r.unused)
+    };
+    if !unused.is_empty() {
         return Err(MlError::Mismatch(format!(
-            "{origin}: the weights hold tensors the card's architecture lacks: {:?}",
-            result.unused
+            "{origin}: the weights hold tensors the card's architecture lacks: {unused:?}"
         )));
     }
-    Ok(net.valid())
+    Ok(nets.into_iter().map(|n| n.valid()).collect())
+}
+
+/// [`load_nets`] for a one-network card.
+pub fn load_net(card: &ModelCard, weights: &Cow<'static, [u8]>, device: &Device, origin: &str) -> Result<Net, MlError> {
+    if card.architecture.members != 1 {
+        return Err(MlError::Mismatch(format!("{origin}: card {} describes an ensemble", card.id())));
+    }
+    Ok(load_nets(card, weights, device, origin)?.remove(0))
 }
 
 /// Serialises a network to burnpack bytes.
 pub fn save_net_bytes(net: &Net) -> Result<Vec<u8>, MlError> {
+    save_module(net)
+}
+
+/// Serialises networks: one as a plain [`Net`], more as an [`Ensemble`].
+pub fn save_nets_bytes(nets: &[Net]) -> Result<Vec<u8>, MlError> {
+    match nets {
+        [one] => save_module(one),
+        _ => save_module(&Ensemble { members: nets.to_vec() }),
+    }
+}
+
+fn save_module<M: Module>(m: &M) -> Result<Vec<u8>, MlError> {
     let mut store = BurnpackStore::from_bytes(None);
-    net.save_into(&mut store).map_err(|e| MlError::Io(format!("cannot serialise weights: {e}")))?;
+    m.save_into(&mut store).map_err(|e| MlError::Io(format!("cannot serialise weights: {e}")))?;
     let bytes = store.get_bytes().map_err(|e| MlError::Io(format!("cannot serialise weights: {e}")))?;
     Ok(bytes.to_vec())
+}
+
+/// Element-wise mean of equally long rows (one per ensemble member).
+pub fn mean_rows<T: Copy + Into<f64>>(rows: &[Vec<T>]) -> Vec<f64> {
+    let k = rows.len().max(1) as f64;
+    (0..rows.first().map_or(0, Vec::len)).map(|i| rows.iter().map(|r| r[i].into()).sum::<f64>() / k).collect()
 }
 
 /// Normalises 8-bit frames (already at the input size) into the network's input layout.
@@ -87,13 +127,15 @@ pub fn normalise_into(pixels: &[u8], spec: &InputSpec, out: &mut Vec<f32>) {
     out.extend(pixels.iter().map(|&p| (p as f32 / 255.0 - m) / s));
 }
 
+/// A loaded model: one network, or an ensemble whose members' logits (and saliency maps)
+/// are averaged.
 pub struct Classifier {
     pub card: ModelCard,
-    pub net: Net,
+    pub nets: Vec<Net>,
     pub device: Device,
-    /// On the CPU, the network compiled by [`Engine`] (what inference runs); on wgpu, none
-    /// (burn runs it on the GPU).
-    pub engine: Option<Engine>,
+    /// On the CPU, each network compiled by [`Engine`] (what inference runs); on wgpu, none
+    /// (burn runs them on the GPU).
+    pub engines: Vec<Engine>,
 }
 
 impl Classifier {
@@ -103,20 +145,25 @@ impl Classifier {
         device: &Device,
         origin: &str,
     ) -> Result<Classifier, MlError> {
-        let net = load_net(&card, weights, device, origin)?;
+        let nets = load_nets(&card, weights, device, origin)?;
         // The engine's portable kernels are the reference for its SIMD ones but slower than
         // burn flex, so a CPU without AVX2 (or AVX-512) keeps burn's forward pass.
-        let engine = if *device == Device::flex() && Isa::detect() != Isa::Portable {
-            Some(Engine::compile(&net, card.input.height, card.input.width)?)
+        let engines = if *device == Device::flex() && Isa::detect() != Isa::Portable {
+            nets.iter().map(|n| Engine::compile(n, card.input.height, card.input.width)).collect::<Result<_, _>>()?
         } else {
-            None
+            Vec::new()
         };
-        Ok(Classifier { card, net, device: device.clone(), engine })
+        Ok(Classifier { card, nets, device: device.clone(), engines })
+    }
+
+    /// The (first) network, for callers that look at one.
+    pub fn net(&self) -> &Net {
+        &self.nets[0]
     }
 
     /// What runs inference: `wgpu`, or the CPU engine and its instruction set.
     pub fn executor(&self) -> String {
-        match &self.engine {
+        match self.engines.first() {
             Some(e) => format!("CPU engine ({})", e.isa().name()),
             None if self.device == Device::flex() => "burn flex (no AVX2 or AVX-512 for the CPU engine)".into(),
             None => "burn wgpu".into(),
@@ -154,15 +201,20 @@ impl Classifier {
         Prediction { logit, probability, positive: probability >= self.card.threshold }
     }
 
-    /// Raw logits for prepared inputs (`n * pixels` values).
+    /// Raw logits for prepared inputs (`n * pixels` values), averaged over the members.
     pub fn logits(&self, inputs: &[f32]) -> Result<Vec<f64>, MlError> {
-        if let Some(e) = &self.engine {
-            return Ok(e.forward(inputs, false)?.into_iter().map(|o| o.logit as f64).collect());
+        let mut rows = Vec::with_capacity(self.nets.len());
+        if !self.engines.is_empty() {
+            for e in &self.engines {
+                rows.push(e.forward(inputs, false)?.into_iter().map(|o| o.logit).collect::<Vec<f32>>());
+            }
+        } else {
+            for net in &self.nets {
+                let (x, _) = self.tensor(inputs)?;
+                rows.push(read_f32(net.forward(x).into_data())?);
+            }
         }
-        let (x, _) = self.tensor(inputs)?;
-        let out = self.net.forward(x).into_data();
-        let v: Vec<f32> = out.try_to_vec::<f32>().map_err(|e| MlError::Device(format!("reading results: {e:?}")))?;
-        Ok(v.into_iter().map(f64::from).collect())
+        Ok(mean_rows(&rows))
     }
 
     pub fn predict(&self, inputs: &[f32]) -> Result<Vec<Prediction>, MlError> {
@@ -171,35 +223,48 @@ impl Classifier {
 
     /// Predictions with Grad-CAM saliency maps upsampled to the input size.
     pub fn predict_with_saliency(&self, inputs: &[f32]) -> Result<Vec<(Prediction, Saliency)>, MlError> {
-        let (logits, cam, n, fh, fw) = if let Some(e) = &self.engine {
-            let outs = e.forward(inputs, true)?;
-            let (fh, fw) = e.cam_size();
-            let logits: Vec<f32> = outs.iter().map(|o| o.logit).collect();
-            let n = logits.len();
-            (logits, outs.into_iter().flat_map(|o| o.cam).collect::<Vec<f32>>(), n, fh, fw)
+        let (mut logit_rows, mut cam_rows) = (Vec::new(), Vec::new());
+        let (fh, fw);
+        if !self.engines.is_empty() {
+            (fh, fw) = self.engines[0].cam_size();
+            for e in &self.engines {
+                let outs = e.forward(inputs, true)?;
+                logit_rows.push(outs.iter().map(|o| o.logit).collect::<Vec<f32>>());
+                cam_rows.push(outs.into_iter().flat_map(|o| o.cam).collect::<Vec<f32>>());
+            }
         } else {
-            let (x, n) = self.tensor(inputs)?;
-            let (logits, cam) = self.net.forward_with_cam(x);
-            let [_, fh, fw] = cam.dims();
-            let logits: Vec<f32> =
-                logits.into_data().try_to_vec::<f32>().map_err(|e| MlError::Device(format!("{e:?}")))?;
-            let cam: Vec<f32> = cam.into_data().try_to_vec::<f32>().map_err(|e| MlError::Device(format!("{e:?}")))?;
-            (logits, cam, n, fh, fw)
-        };
+            let mut dims = (0, 0);
+            for net in &self.nets {
+                let (x, _) = self.tensor(inputs)?;
+                let (logits, cam) = net.forward_with_cam(x);
+                let [_, h, w] = cam.dims();
+                dims = (h, w);
+                logit_rows.push(read_f32(logits.into_data())?);
+                cam_rows.push(read_f32(cam.into_data())?);
+            }
+            (fh, fw) = dims;
+        }
+        let (logits, cam) = (mean_rows(&logit_rows), mean_rows(&cam_rows));
+        let n = logits.len();
         let (w, h) = (self.card.input.width, self.card.input.height);
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
-            let m = &cam[i * fh * fw..(i + 1) * fh * fw];
-            let values = upsample(m, fw, fh, w, h);
-            out.push((self.calibrate(logits[i] as f64), Saliency { width: w, height: h, values }));
+            let m: Vec<f32> = cam[i * fh * fw..(i + 1) * fh * fw].iter().map(|&v| v as f32).collect();
+            let values = upsample(&m, fw, fh, w, h);
+            out.push((self.calibrate(logits[i]), Saliency { width: w, height: h, values }));
         }
         Ok(out)
     }
 
     /// Logits for every image of a split, in order, `batch` at a time.
     pub fn split_logits(&self, split: &Split, batch: usize) -> Result<Vec<f64>, MlError> {
-        if self.engine.is_none() {
-            return net_logits(&self.net, &self.device, &self.card.input, split, batch);
+        if self.engines.is_empty() {
+            let rows: Vec<Vec<f64>> = self
+                .nets
+                .iter()
+                .map(|n| net_logits(n, &self.device, &self.card.input, split, batch))
+                .collect::<Result<_, _>>()?;
+            return Ok(mean_rows(&rows));
         }
         let split = fit_split(split, &self.card.input);
         let mut out = Vec::with_capacity(split.len());
@@ -239,6 +304,10 @@ pub fn net_logits(
         out.extend(v.into_iter().map(f64::from));
     }
     Ok(out)
+}
+
+fn read_f32(d: TensorData) -> Result<Vec<f32>, MlError> {
+    d.try_to_vec::<f32>().map_err(|e| MlError::Device(format!("reading results: {e:?}")))
 }
 
 /// The split at the spec's input size (borrowed when it already is).

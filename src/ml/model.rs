@@ -25,11 +25,24 @@ pub struct Architecture {
     pub blocks: Vec<usize>,
     /// Dropout before the final linear layer (training only).
     pub dropout: f64,
+    /// Independently trained networks of this shape (seeds `seed`, `seed + 1`, …) whose
+    /// logits are averaged: a deep ensemble, more robust to a shift between the training
+    /// and the reading population than any one of them. 1 (the default) is one network.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub members: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 impl Default for Architecture {
     fn default() -> Self {
-        Architecture { kind: "resnet".into(), width: 24, blocks: vec![1, 1, 1], dropout: 0.2 }
+        Architecture { kind: "resnet".into(), width: 24, blocks: vec![1, 1, 1], dropout: 0.2, members: 1 }
     }
 }
 
@@ -47,10 +60,13 @@ impl Architecture {
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!("architecture.dropout must be in [0, 1), got {}", self.dropout));
         }
+        if !(1..=9).contains(&self.members) {
+            return Err(format!("architecture.members must be 1..=9, got {}", self.members));
+        }
         Ok(())
     }
 
-    /// Builds the network with fresh (seeded by the device) weights.
+    /// Builds one member network with fresh (seeded by the device) weights.
     pub fn init(&self, device: &Device) -> Net {
         let conv = |i: usize, o: usize, k: usize, s: usize| {
             let pad = k / 2;
@@ -161,4 +177,11 @@ impl Net {
         let cam = relu((f * weight).sum_dim(1)).reshape([n, h, w]);
         (logits, cam)
     }
+}
+
+/// The members of an ensemble, as they are stored in one weights file (`members.<k>.…`).
+/// A single network is stored as a plain [`Net`], so one-member cards keep their format.
+#[derive(Module, Debug)]
+pub struct Ensemble {
+    pub members: Vec<Net>,
 }

@@ -29,10 +29,10 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use super::augment::Augment;
-use super::card::{Calibration, InputSpec, Metrics, ModelCard, Training};
+use super::card::{Calibration, InputSpec, MemberRun, Metrics, ModelCard, Training};
 use super::data::{load_training_data, Split, TrainingData};
 use super::device::Runtime;
-use super::infer::{load_net, net_logits, save_net_bytes, sha256_hex};
+use super::infer::{load_nets, mean_rows, net_logits, save_net_bytes, save_nets_bytes, sha256_hex};
 use super::metrics::{self, sigmoid, Report};
 use super::model::{Architecture, Net};
 use super::registry::write_atomic;
@@ -180,47 +180,41 @@ pub fn train(opts: &TrainOptions, runtime: &Runtime) -> Result<TrainOutcome, MlE
     train_on(data, fingerprint, opts, runtime)
 }
 
-/// Trains on data already in memory; `data_sha` identifies it in the card and checkpoints.
-pub fn train_on(
-    data: TrainingData,
-    data_sha: String,
+/// One network's run: the loop above, with its checkpoints in `ckpt`.
+struct MemberOutcome {
+    best_path: PathBuf,
+    state: LoopState,
+    stopped_early: bool,
+}
+
+/// Trains one network (an ensemble member when `member`) with `seed`; `this_run` counts the
+/// epochs run in this invocation across members (for `stop_after`).
+#[allow(clippy::too_many_arguments)]
+fn train_member(
+    train: &Split,
+    val: &Split,
+    spec: &InputSpec,
+    (w_pos, w_neg): (f64, f64),
+    data_sha: &str,
     opts: &TrainOptions,
+    seed: u64,
+    ckpt: &Path,
+    member: bool,
+    label: &str,
+    this_run: &mut usize,
     runtime: &Runtime,
-) -> Result<TrainOutcome, MlError> {
-    opts.architecture.validate().map_err(MlError::Data)?;
-    if opts.epochs == 0 || opts.batch_size < 2 {
-        return Err(MlError::Data("epochs must be at least 1 and batch size at least 2".into()));
-    }
-    let (train, val) = (data.train, data.val);
+) -> Result<MemberOutcome, MlError> {
     let (w, h) = (train.width, train.height);
-    if train.positives() == 0
-        || train.positives() == train.len()
-        || val.positives() == 0
-        || val.positives() == val.len()
-    {
-        return Err(MlError::Data("both classes must appear in the training and the validation data".into()));
-    }
-
-    // Normalisation from the training pixels.
-    let n_px = train.images.len() as f64;
-    let mean = train.images.iter().map(|&p| p as f64 / 255.0).sum::<f64>() / n_px;
-    let var = train.images.iter().map(|&p| (p as f64 / 255.0 - mean).powi(2)).sum::<f64>() / n_px;
-    let spec = InputSpec { width: w, height: h, channels: 1, mean, std: var.sqrt().max(1e-3) };
-
-    let pos = train.positives() as f64;
-    let n = train.len() as f64;
-    let (w_pos, w_neg) = (n / (2.0 * pos), n / (2.0 * (n - pos)));
-
+    let data_sha = data_sha.to_string();
     let device = runtime.device.clone().autodiff();
-    device.seed(opts.seed);
+    device.seed(seed);
     let mut net = opts.architecture.init(&device);
     let mut optim = AdamWConfig::new().with_weight_decay(opts.weight_decay as f32).init();
 
-    let ckpt = opts.out.join("checkpoint");
     std::fs::create_dir_all(&ckpt).map_err(|e| MlError::Io(format!("{}: {e}", ckpt.display())))?;
     let state_path = ckpt.join("state.toml");
     let mut state = LoopState {
-        seed: opts.seed,
+        seed,
         epochs: opts.epochs,
         data_sha256: data_sha.clone(),
         epochs_done: 0,
@@ -230,15 +224,17 @@ pub fn train_on(
         seconds: 0.0,
         history: Vec::new(),
     };
-    if opts.resume {
+    // An ensemble member that had not started when the run was interrupted starts afresh.
+    let started_before = state_path.is_file() || !member;
+    if opts.resume && started_before {
         let text = std::fs::read_to_string(&state_path)
             .map_err(|e| MlError::Io(format!("--resume: no checkpoint at {}: {e}", state_path.display())))?;
         let s: LoopState =
             toml::from_str(&text).map_err(|e| MlError::Io(format!("{}: {}", state_path.display(), e.message())))?;
-        if s.seed != opts.seed || s.data_sha256 != data_sha || s.epochs != opts.epochs {
+        if s.seed != seed || s.data_sha256 != data_sha || s.epochs != opts.epochs {
             return Err(MlError::Data(format!(
                 "--resume: the checkpoint was made with seed {}, {} epochs and data {}; this run has seed {}, {} epochs and data {}",
-                s.seed, s.epochs, s.data_sha256, opts.seed, opts.epochs, data_sha
+                s.seed, s.epochs, s.data_sha256, seed, opts.epochs, data_sha
             )));
         }
         load_into(&mut net, &ckpt.join("model.bpk"))?;
@@ -257,16 +253,15 @@ pub fn train_on(
         stopped_early = true;
     }
 
-    let mut this_run = 0;
     while state.epochs_done < opts.epochs && !stopped_early {
-        if opts.stop_after.is_some_and(|n| this_run >= n) {
+        if opts.stop_after.is_some_and(|n| *this_run >= n) {
             return Err(MlError::Interrupted(state.epochs_done));
         }
-        this_run += 1;
+        *this_run += 1;
         let epoch = state.epochs_done + 1;
         let started = Instant::now();
-        device.seed(mix(opts.seed, epoch, 1));
-        let mut rng = rand::rngs::StdRng::seed_from_u64(mix(opts.seed, epoch, 2));
+        device.seed(mix(seed, epoch, 1));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(mix(seed, epoch, 2));
         let mut order: Vec<usize> = (0..train.len()).collect();
         order.shuffle(&mut rng);
         let bar = if opts.progress { ProgressBar::new(steps_per_epoch as u64) } else { ProgressBar::hidden() };
@@ -275,7 +270,7 @@ pub fn train_on(
                 .expect("template")
                 .progress_chars("=> "),
         );
-        bar.set_prefix(format!("{epoch}/{}", opts.epochs));
+        bar.set_prefix(format!("{label}{epoch}/{}", opts.epochs));
         let mut buf = vec![0f32; px];
         let (mut loss_sum, mut loss_n) = (0.0, 0usize);
         let mut lr = 0.0;
@@ -319,7 +314,7 @@ pub fn train_on(
             EpochLog { epoch, train_loss: loss_sum / loss_n.max(1) as f64, val_auc: auc, val_loss, lr, seconds: secs };
         if opts.progress {
             eprintln!(
-                "epoch {epoch}/{}: loss {:.4}  val AUC {:.4}  val loss {:.4}  lr {:.2e}  {:.1}s",
+                "{label}epoch {epoch}/{}: loss {:.4}  val AUC {:.4}  val loss {:.4}  lr {:.2e}  {:.1}s",
                 opts.epochs, log.train_loss, auc, val_loss, lr, secs
             );
         }
@@ -341,13 +336,105 @@ pub fn train_on(
         if since_best(&state) >= opts.patience {
             stopped_early = true;
             if opts.progress {
-                eprintln!("early stop: no AUC gain for {} epochs; best epoch {}", opts.patience, state.best_epoch);
+                eprintln!(
+                    "{label}early stop: no AUC gain for {} epochs; best epoch {}",
+                    opts.patience, state.best_epoch
+                );
             }
         }
     }
 
-    // The best epoch's weights, calibrated and thresholded on validation.
-    let best_bytes = std::fs::read(ckpt.join("best.bpk")).map_err(|e| MlError::Io(format!("best checkpoint: {e}")))?;
+    Ok(MemberOutcome { best_path: ckpt.join("best.bpk"), state, stopped_early })
+}
+
+/// Trains on data already in memory; `data_sha` identifies it in the card and checkpoints.
+pub fn train_on(
+    data: TrainingData,
+    data_sha: String,
+    opts: &TrainOptions,
+    runtime: &Runtime,
+) -> Result<TrainOutcome, MlError> {
+    opts.architecture.validate().map_err(MlError::Data)?;
+    if opts.epochs == 0 || opts.batch_size < 2 {
+        return Err(MlError::Data("epochs must be at least 1 and batch size at least 2".into()));
+    }
+    let (train, val) = (data.train, data.val);
+    let (w, h) = (train.width, train.height);
+    if train.positives() == 0
+        || train.positives() == train.len()
+        || val.positives() == 0
+        || val.positives() == val.len()
+    {
+        return Err(MlError::Data("both classes must appear in the training and the validation data".into()));
+    }
+
+    // Normalisation from the training pixels.
+    let n_px = train.images.len() as f64;
+    let mean = train.images.iter().map(|&p| p as f64 / 255.0).sum::<f64>() / n_px;
+    let var = train.images.iter().map(|&p| (p as f64 / 255.0 - mean).powi(2)).sum::<f64>() / n_px;
+    let spec = InputSpec { width: w, height: h, channels: 1, mean, std: var.sqrt().max(1e-3) };
+
+    let pos = train.positives() as f64;
+    let n = train.len() as f64;
+    let (w_pos, w_neg) = (n / (2.0 * pos), n / (2.0 * (n - pos)));
+
+    let members = opts.architecture.members;
+    let mut runs = Vec::with_capacity(members);
+    let mut this_run = 0;
+    for k in 0..members {
+        // Member k trains with seed + k, so member 0 is the one-network run of the same seed.
+        let (ckpt, label) = if members == 1 {
+            (opts.out.join("checkpoint"), String::new())
+        } else {
+            (opts.out.join(format!("member-{k}")).join("checkpoint"), format!("member {}/{members} ", k + 1))
+        };
+        let seed = opts.seed + k as u64;
+        runs.push(train_member(
+            &train,
+            &val,
+            &spec,
+            (w_pos, w_neg),
+            &data_sha,
+            opts,
+            seed,
+            &ckpt,
+            members > 1,
+            &label,
+            &mut this_run,
+            runtime,
+        )?);
+    }
+    let single = Architecture { members: 1, ..opts.architecture.clone() };
+    let mut best_nets = Vec::with_capacity(members);
+    for r in &runs {
+        let mut n = single.init(&runtime.device);
+        load_into(&mut n, &r.best_path)?;
+        best_nets.push(n);
+    }
+    // One network keeps its best checkpoint's bytes; an ensemble is written as one file.
+    let best_bytes = if members == 1 {
+        std::fs::read(&runs[0].best_path).map_err(|e| MlError::Io(format!("best checkpoint: {e}")))?
+    } else {
+        save_nets_bytes(&best_nets)?
+    };
+    let state = &runs[0].state;
+    let epochs_run: usize = runs.iter().map(|r| r.state.epochs_done).sum();
+    let seconds: f64 = runs.iter().map(|r| r.state.seconds).sum();
+    let member_runs: Vec<MemberRun> = if members == 1 {
+        Vec::new()
+    } else {
+        runs.iter()
+            .map(|r| MemberRun {
+                seed: r.state.seed,
+                epochs_run: r.state.epochs_done,
+                best_epoch: r.state.best_epoch,
+                val_auc: r.state.best_auc,
+                seconds: (r.state.seconds * 10.0).round() / 10.0,
+            })
+            .collect()
+    };
+    let stopped_early = runs.iter().all(|r| r.stopped_early);
+    let history: Vec<EpochLog> = runs.iter().flat_map(|r| r.state.history.clone()).collect();
     let sha = sha256_hex(&best_bytes);
     let mut card = ModelCard {
         name: opts.name.clone(),
@@ -385,16 +472,17 @@ pub fn train_on(
             validation: format!("{} images ({} {}), {}", val.len(), val.positives(), data.labels[1], data.val_source),
             command: opts.command.clone(),
             seed: opts.seed,
-            epochs_run: state.epochs_done,
+            epochs_run,
             best_epoch: state.best_epoch,
             batch_size: opts.batch_size,
             optimizer: format!("AdamW, peak lr {}, weight decay {}", opts.lr, opts.weight_decay),
             schedule: "linear warm-up over the first epoch, then cosine decay to 0 over all epochs".into(),
             loss: format!("class-weighted binary cross-entropy (positive {w_pos:.3}, negative {w_neg:.3})"),
             augmentation: opts.augment.describe(),
-            seconds: (state.seconds * 10.0).round() / 10.0,
+            seconds: (seconds * 10.0).round() / 10.0,
             device: format!("{} ({})", runtime.info.backend, runtime.info.adapter),
             lucent_version: env!("CARGO_PKG_VERSION").into(),
+            members: member_runs,
         },
         validation: Metrics {
             n: 0,
@@ -409,8 +497,11 @@ pub fn train_on(
             nll: 0.0,
         },
     };
-    let best = load_net(&card, &Cow::Owned(best_bytes.clone()), &runtime.device, "best checkpoint")?;
-    let logits = net_logits(&best, &runtime.device, &spec, &val, 256)?;
+    // Loaded back through the card, as inference will load it.
+    let nets = load_nets(&card, &Cow::Owned(best_bytes.clone()), &runtime.device, "trained weights")?;
+    let rows: Vec<Vec<f64>> =
+        nets.iter().map(|n| net_logits(n, &runtime.device, &spec, &val, 256)).collect::<Result<_, _>>()?;
+    let logits = mean_rows(&rows);
     let t = metrics::fit_temperature(&logits, &val.labels);
     let raw: Vec<f64> = logits.iter().map(|&z| sigmoid(z)).collect();
     let probs: Vec<f64> = logits.iter().map(|&z| sigmoid(z / t)).collect();
@@ -436,7 +527,7 @@ pub fn train_on(
     let preds = super::registry::predictions_csv(&probs, &val.labels);
     write_atomic(&opts.out.join(super::registry::predictions_file(&card.id())), preds.as_bytes())?;
     write_atomic(&card_path, card.to_toml().as_bytes())?;
-    Ok(TrainOutcome { card, card_path, weights_path, history: state.history, stopped_early })
+    Ok(TrainOutcome { card, card_path, weights_path, history, stopped_early })
 }
 
 /// Class-balanced validation loss (the tie-breaker between epochs of equal AUC).

@@ -58,13 +58,13 @@ fn matches_burn_for_the_shipped_classifier() {
     let entry = registry::embedded().unwrap().into_iter().find(|e| e.card.name == "classifier").unwrap();
     let clf = entry.load(&Device::flex()).unwrap();
     let (h, w) = (clf.card.input.height, clf.card.input.width);
-    assert_matches(&clf.net, h, w, 1, 1);
-    assert_matches(&clf.net, h, w, 7, 2);
+    assert_matches(&clf.net(), h, w, 1, 1);
+    assert_matches(&clf.net(), h, w, 7, 2);
     // The classifier on the CPU runs the engine, and says so.
     // (Without AVX2 or AVX-512 the portable kernels would be slower than burn flex, which
     // then keeps the job.)
-    assert_eq!(clf.engine.is_some(), Isa::detect() != Isa::Portable);
-    assert_eq!(clf.executor().starts_with("CPU engine"), clf.engine.is_some());
+    assert_eq!(!clf.engines.is_empty(), Isa::detect() != Isa::Portable);
+    assert_eq!(clf.executor().starts_with("CPU engine"), !clf.engines.is_empty());
 }
 
 fn randomise(bn: &mut BatchNorm, rng: &mut rand::rngs::StdRng) {
@@ -85,7 +85,7 @@ fn randomise(bn: &mut BatchNorm, rng: &mut rand::rngs::StdRng) {
 fn matches_burn_for_odd_shapes_and_real_batchnorm() {
     let d = Device::flex();
     d.seed(3);
-    let arch = Architecture { kind: "resnet".into(), width: 20, blocks: vec![2, 1, 1], dropout: 0.0 };
+    let arch = Architecture { kind: "resnet".into(), width: 20, blocks: vec![2, 1, 1], dropout: 0.0, members: 1 };
     let mut net = arch.init(&d);
     let mut rng = rand::rngs::StdRng::seed_from_u64(4);
     randomise(&mut net.stem_bn, &mut rng);
@@ -105,7 +105,7 @@ fn matches_burn_for_odd_shapes_and_real_batchnorm() {
 #[test]
 fn refuses_inputs_that_are_not_whole_images() {
     let d = Device::flex();
-    let arch = Architecture { kind: "resnet".into(), width: 8, blocks: vec![1], dropout: 0.0 };
+    let arch = Architecture { kind: "resnet".into(), width: 8, blocks: vec![1], dropout: 0.0, members: 1 };
     let net = arch.init(&d);
     let e = Engine::compile(&net, 6, 6).unwrap();
     assert!(e.forward(&[0.0; 35], false).is_err());

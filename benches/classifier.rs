@@ -37,6 +37,7 @@ fn main() {
 
     let flex = select(DevicePref::Cpu).unwrap();
     bench_inference(&flex, &arch, &val);
+    bench_shipped(&flex, &val);
     match select(DevicePref::Gpu) {
         Ok(gpu) => bench_inference(&gpu, &arch, &val),
         Err(e) => println!("wgpu: not measured ({e})"),
@@ -117,6 +118,42 @@ fn bench_inference(rt: &Runtime, arch: &Architecture, val: &lucent::ml::Split) {
             let secs = start.elapsed().as_secs_f64();
             println!("{label}: inference batch {batch:>2}: {:.0} images/s", images as f64 / secs);
         }
+    }
+}
+
+/// The classifier Lucent runs by default (the newest embedded one, ensemble members and all),
+/// end to end through `Classifier::split_logits`: normalisation, every member, averaging.
+fn bench_shipped(rt: &Runtime, val: &lucent::ml::Split) {
+    let entry = lucent::ml::registry::embedded()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.card.name == "classifier")
+        .last()
+        .expect("an embedded classifier");
+    let clf = entry.load(&rt.device).unwrap();
+    for batch in [1usize, 64] {
+        let n = if batch == 1 { 128.min(val.len()) } else { val.len() };
+        let sub = lucent::ml::Split {
+            height: val.height,
+            width: val.width,
+            images: val.images[..n * val.height * val.width].to_vec(),
+            labels: val.labels[..n].to_vec(),
+        };
+        clf.split_logits(&sub, batch).unwrap();
+        let start = Instant::now();
+        let mut images = 0;
+        while start.elapsed().as_secs_f64() < 2.0 {
+            clf.split_logits(&sub, batch).unwrap();
+            images += n;
+        }
+        println!(
+            "shipped {} ({} network{}, {}): inference batch {batch:>2}: {:.0} images/s",
+            clf.card.id(),
+            clf.nets.len(),
+            if clf.nets.len() == 1 { "" } else { "s" },
+            clf.executor(),
+            images as f64 / start.elapsed().as_secs_f64()
+        );
     }
 }
 

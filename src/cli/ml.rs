@@ -203,7 +203,10 @@ fn runtime(dir: &Path, dev: &DeviceArg) -> anyhow::Result<Runtime> {
 }
 
 fn command_line() -> String {
-    std::env::args()
+    // The program as `lucent` (not the path of whichever build ran), so the card's command
+    // can be pasted as it is.
+    std::iter::once("lucent".to_string())
+        .chain(std::env::args().skip(1))
         .map(
             |a| {
                 if a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=,:".contains(c)) {
@@ -339,6 +342,12 @@ fn train_classifier(a: TrainArgs) -> anyhow::Result<()> {
         out.card.threshold,
         out.card.calibration.temperature
     );
+    for m in &out.card.training.members {
+        println!(
+            "  member seed {}: best epoch {} of {}, validation AUC {:.4}, {:.0} s",
+            m.seed, m.best_epoch, m.epochs_run, m.val_auc, m.seconds
+        );
+    }
     println!("wrote {} and {}", out.weights_path.display(), out.card_path.display());
     Ok(())
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 
 use super::card::ModelCard;
-use super::infer::{load_net, Classifier};
+use super::infer::{load_nets, Classifier};
 use super::MlError;
 
 mod embedded {
@@ -228,7 +228,7 @@ impl Registry {
     pub fn import(&self, card_path: &Path) -> Result<Entry, MlError> {
         let e = entry_from_card_file(card_path)?;
         let weights = e.weights()?;
-        load_net(&e.card, &weights, &Device::flex(), &e.origin())?;
+        load_nets(&e.card, &weights, &Device::flex(), &e.origin())?;
         std::fs::create_dir_all(&self.dir).map_err(|err| MlError::Io(format!("{}: {err}", self.dir.display())))?;
         let dest_card = self.dir.join(format!("{}.toml", e.card.id()));
         write_atomic(&self.dir.join(&e.card.weights), &weights)?;
@@ -244,7 +244,7 @@ impl Registry {
             .find(|e| e.card.id() == id)
             .ok_or_else(|| MlError::NotFound(format!("no model `{id}`; see `lucent models list`")))?;
         // Refuse to activate something that does not load.
-        load_net(&e.card, &e.weights()?, &Device::flex(), &e.origin())?;
+        load_nets(&e.card, &e.weights()?, &Device::flex(), &e.origin())?;
         let mut map = self.active_map()?;
         map.insert(e.card.name.clone(), e.card.version.clone());
         std::fs::create_dir_all(&self.dir).map_err(|err| MlError::Io(format!("{}: {err}", self.dir.display())))?;

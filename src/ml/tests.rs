@@ -18,6 +18,15 @@ use super::*;
 
 const S: usize = 12;
 
+/// burn's flex device has one process-wide RNG (weight init, dropout, `Device::seed`). Tests
+/// that draw from it hold this lock, so that one test's draws cannot land in the middle of
+/// another's seeded training run and break its determinism.
+static FLEX_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub(crate) fn flex_rng() -> std::sync::MutexGuard<'static, ()> {
+    FLEX_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Class 1 has a bright square in the upper left, class 0 in the lower right; noise on top.
 fn synthetic(n: usize, seed: u64) -> Split {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -60,6 +69,7 @@ fn tiny_data() -> TrainingData {
 
 #[test]
 fn tiny_training_run_learns_a_separable_task_and_is_deterministic() {
+    let _rng = flex_rng();
     let rt = select(DevicePref::Cpu).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = train_on(tiny_data(), "synthetic".into(), &tiny_opts(dir.path()), &rt).unwrap();
@@ -96,6 +106,7 @@ fn tiny_training_run_learns_a_separable_task_and_is_deterministic() {
 /// card, and an interrupted ensemble resumes to the same result.
 #[test]
 fn tiny_ensemble_averages_its_members_and_resumes() {
+    let _rng = flex_rng();
     let rt = select(DevicePref::Cpu).unwrap();
     let opts = |dir: &std::path::Path, members: usize, seed: u64| {
         let mut o = tiny_opts(dir);
@@ -162,6 +173,7 @@ fn trained_card_and_weights(dir: &std::path::Path) -> (ModelCard, Vec<u8>) {
 
 #[test]
 fn save_then_load_gives_identical_outputs() {
+    let _rng = flex_rng();
     let device = burn::tensor::Device::flex();
     let arch = Architecture { kind: "resnet".into(), width: 8, blocks: vec![1, 1], dropout: 0.0, members: 1 };
     device.seed(5);
@@ -182,6 +194,7 @@ fn save_then_load_gives_identical_outputs() {
 
 #[test]
 fn corrupt_or_mismatched_models_are_refused_clearly() {
+    let _rng = flex_rng();
     let dir = tempfile::tempdir().unwrap();
     let (card, weights) = trained_card_and_weights(dir.path());
     let device = burn::tensor::Device::flex();
@@ -209,6 +222,7 @@ fn corrupt_or_mismatched_models_are_refused_clearly() {
 
 #[test]
 fn registry_imports_activates_and_verifies() {
+    let _rng = flex_rng();
     let train_dir = tempfile::tempdir().unwrap();
     let (card, _) = trained_card_and_weights(train_dir.path());
     let data = tempfile::tempdir().unwrap();
@@ -233,6 +247,7 @@ fn registry_imports_activates_and_verifies() {
 
 #[test]
 fn queue_batches_and_bounds_requests() {
+    let _rng = flex_rng();
     let dir = tempfile::tempdir().unwrap();
     let (card, weights) = trained_card_and_weights(dir.path());
     let device = burn::tensor::Device::flex();
@@ -287,6 +302,7 @@ fn queue_batches_and_bounds_requests() {
 /// `scripts/test.sh` sets LUCENT_REQUIRE_WGPU=1, which makes a missing adapter a failure.
 #[test]
 fn wgpu_matches_cpu() {
+    let _rng = flex_rng();
     let rt = match select(DevicePref::Gpu) {
         Ok(rt) => rt,
         Err(e) => {

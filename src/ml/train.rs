@@ -238,9 +238,18 @@ fn train_member(
             )));
         }
         load_into(&mut net, &ckpt.join("model.bpk"))?;
-        optim = optim
-            .load(ckpt.join("optim.bpk"))
-            .map_err(|e| MlError::Io(format!("{}: {e:?}", ckpt.join("optim.bpk").display())))?;
+        // burn materialises optimiser state on its *default* device (wgpu when there is an
+        // adapter) and moves it on the next step; for CPU training, make that default flex so
+        // that resuming does not open a GPU (or lavapipe) it will never use.
+        let on_cpu = !runtime.is_gpu() && std::env::var_os("BURN_DEVICE").is_none();
+        if on_cpu {
+            std::env::set_var("BURN_DEVICE", "flex");
+        }
+        let loaded = optim.load(ckpt.join("optim.bpk"));
+        if on_cpu {
+            std::env::remove_var("BURN_DEVICE");
+        }
+        optim = loaded.map_err(|e| MlError::Io(format!("{}: {e:?}", ckpt.join("optim.bpk").display())))?;
         state = s;
     }
 

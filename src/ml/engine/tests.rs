@@ -55,6 +55,7 @@ fn assert_matches(net: &Net, h: usize, w: usize, n: usize, seed: u64) {
 
 #[test]
 fn matches_burn_for_the_shipped_classifier() {
+    let _rng = crate::ml::tests::flex_rng();
     let entry = registry::embedded().unwrap().into_iter().find(|e| e.card.name == "classifier").unwrap();
     let clf = entry.load(&Device::flex()).unwrap();
     let (h, w) = (clf.card.input.height, clf.card.input.width);
@@ -83,6 +84,7 @@ fn randomise(bn: &mut BatchNorm, rng: &mut rand::rngs::StdRng) {
 /// shortcuts, odd sizes through stride 2, and BatchNorm that is far from the identity.
 #[test]
 fn matches_burn_for_odd_shapes_and_real_batchnorm() {
+    let _rng = crate::ml::tests::flex_rng();
     let d = Device::flex();
     d.seed(3);
     let arch = Architecture { kind: "resnet".into(), width: 20, blocks: vec![2, 1, 1], dropout: 0.0, members: 1 };
@@ -104,6 +106,7 @@ fn matches_burn_for_odd_shapes_and_real_batchnorm() {
 
 #[test]
 fn refuses_inputs_that_are_not_whole_images() {
+    let _rng = crate::ml::tests::flex_rng();
     let d = Device::flex();
     let arch = Architecture { kind: "resnet".into(), width: 8, blocks: vec![1], dropout: 0.0, members: 1 };
     let net = arch.init(&d);

@@ -98,26 +98,34 @@ fn bench_inference(rt: &Runtime, arch: &Architecture, val: &lucent::ml::Split) {
         }
     }
     for (label, run) in paths {
-        for batch in [1usize, 64] {
-            // Warm-up (kernel compilation on wgpu, allocator pools), then a timed run of at
-            // least 2 s.
-            run(val, batch);
-            let start = Instant::now();
-            let mut images = 0;
-            while start.elapsed().as_secs_f64() < 2.0 {
-                let n = if batch == 1 { 128.min(val.len()) } else { val.len() };
-                let sub = lucent::ml::Split {
-                    height: val.height,
-                    width: val.width,
-                    images: val.images[..n * val.height * val.width].to_vec(),
-                    labels: val.labels[..n].to_vec(),
-                };
-                run(&sub, batch);
-                images += n;
-            }
-            let secs = start.elapsed().as_secs_f64();
-            println!("{label}: inference batch {batch:>2}: {:.0} images/s", images as f64 / secs);
+        time_batches(&label, val, &*run);
+    }
+}
+
+/// The first `n` images of `val`.
+fn head(val: &lucent::ml::Split, n: usize) -> lucent::ml::Split {
+    lucent::ml::Split {
+        height: val.height,
+        width: val.width,
+        images: val.images[..n * val.height * val.width].to_vec(),
+        labels: val.labels[..n].to_vec(),
+    }
+}
+
+/// Images/s of `run` at batch 1 (128 images a pass) and 64 (the whole split a pass): a
+/// warm-up pass (kernel compilation on wgpu, allocator pools), then passes for at least 2 s.
+fn time_batches(label: &str, val: &lucent::ml::Split, run: &dyn Fn(&lucent::ml::Split, usize)) {
+    for batch in [1usize, 64] {
+        let sub = head(val, if batch == 1 { 128.min(val.len()) } else { val.len() });
+        run(&sub, batch);
+        let start = Instant::now();
+        let mut images = 0;
+        while start.elapsed().as_secs_f64() < 2.0 {
+            run(&sub, batch);
+            images += sub.len();
         }
+        let secs = start.elapsed().as_secs_f64();
+        println!("{label}: inference batch {batch:>2}: {:.0} images/s", images as f64 / secs);
     }
 }
 
@@ -131,30 +139,16 @@ fn bench_shipped(rt: &Runtime, val: &lucent::ml::Split) {
         .last()
         .expect("an embedded classifier");
     let clf = entry.load(&rt.device).unwrap();
-    for batch in [1usize, 64] {
-        let n = if batch == 1 { 128.min(val.len()) } else { val.len() };
-        let sub = lucent::ml::Split {
-            height: val.height,
-            width: val.width,
-            images: val.images[..n * val.height * val.width].to_vec(),
-            labels: val.labels[..n].to_vec(),
-        };
-        clf.split_logits(&sub, batch).unwrap();
-        let start = Instant::now();
-        let mut images = 0;
-        while start.elapsed().as_secs_f64() < 2.0 {
-            clf.split_logits(&sub, batch).unwrap();
-            images += n;
-        }
-        println!(
-            "shipped {} ({} network{}, {}): inference batch {batch:>2}: {:.0} images/s",
-            clf.card.id(),
-            clf.nets.len(),
-            if clf.nets.len() == 1 { "" } else { "s" },
-            clf.executor(),
-            images as f64 / start.elapsed().as_secs_f64()
-        );
-    }
+    let label = format!(
+        "shipped {} ({} network{}, {})",
+        clf.card.id(),
+        clf.nets.len(),
+        if clf.nets.len() == 1 { "" } else { "s" },
+        clf.executor()
+    );
+    time_batches(&label, val, &|sub, batch| {
+        clf.split_logits(sub, batch).unwrap();
+    });
 }
 
 fn sample_card() -> String {

@@ -15,7 +15,7 @@ use burn::module::Module;
 use lucent::ml::data::{load_npz_split, TrainingData};
 use lucent::ml::engine::kernel::Isa;
 use lucent::ml::engine::Engine;
-use lucent::ml::infer::{net_logits, normalise_into, save_net_bytes, sha256_hex, Classifier};
+use lucent::ml::infer::{in_batches, net_logits, save_net_bytes, sha256_hex, Classifier};
 use lucent::ml::model::Architecture;
 use lucent::ml::train::{train_on, TrainOptions};
 use lucent::ml::{card, select, DevicePref, Runtime};
@@ -85,14 +85,10 @@ fn bench_inference(rt: &Runtime, arch: &Architecture, val: &lucent::ml::Split) {
             let engine = Engine::compile_for(clf.net(), clf.card.input.height, clf.card.input.width, isa).unwrap();
             let spec = clf.card.input.clone();
             let run = move |sub: &lucent::ml::Split, batch: usize| {
-                let mut buf = Vec::new();
-                for start in (0..sub.len()).step_by(batch) {
-                    buf.clear();
-                    for i in start..(start + batch).min(sub.len()) {
-                        normalise_into(sub.image(i), &spec, &mut buf);
-                    }
-                    engine.forward(&buf, false).unwrap();
-                }
+                in_batches(sub, &spec, batch, |inputs, _| {
+                    Ok(engine.forward(inputs, false)?.iter().map(|o| o.logit as f64).collect())
+                })
+                .unwrap();
             };
             paths.push((format!("CPU engine ({})", isa.name()), Box::new(run)));
         }

@@ -209,9 +209,9 @@ impl Classifier {
                 rows.push(e.forward(inputs, false)?.into_iter().map(|o| o.logit).collect::<Vec<f32>>());
             }
         } else {
+            let (x, _) = self.tensor(inputs)?;
             for net in &self.nets {
-                let (x, _) = self.tensor(inputs)?;
-                rows.push(read_f32(net.forward(x).into_data())?);
+                rows.push(read_f32(net.forward(x.clone()).into_data())?);
             }
         }
         Ok(mean_rows(&rows))
@@ -223,26 +223,24 @@ impl Classifier {
 
     /// Predictions with Grad-CAM saliency maps upsampled to the input size.
     pub fn predict_with_saliency(&self, inputs: &[f32]) -> Result<Vec<(Prediction, Saliency)>, MlError> {
+        // Per member: logits and CAMs; all members share one feature-map size.
         let (mut logit_rows, mut cam_rows) = (Vec::new(), Vec::new());
-        let (fh, fw);
+        let (mut fh, mut fw) = (0, 0);
         if !self.engines.is_empty() {
-            (fh, fw) = self.engines[0].cam_size();
             for e in &self.engines {
+                (fh, fw) = e.cam_size();
                 let outs = e.forward(inputs, true)?;
                 logit_rows.push(outs.iter().map(|o| o.logit).collect::<Vec<f32>>());
                 cam_rows.push(outs.into_iter().flat_map(|o| o.cam).collect::<Vec<f32>>());
             }
         } else {
-            let mut dims = (0, 0);
+            let (x, _) = self.tensor(inputs)?;
             for net in &self.nets {
-                let (x, _) = self.tensor(inputs)?;
-                let (logits, cam) = net.forward_with_cam(x);
-                let [_, h, w] = cam.dims();
-                dims = (h, w);
+                let (logits, cam) = net.forward_with_cam(x.clone());
+                [_, fh, fw] = cam.dims();
                 logit_rows.push(read_f32(logits.into_data())?);
                 cam_rows.push(read_f32(cam.into_data())?);
             }
-            (fh, fw) = dims;
         }
         let (logits, cam) = (mean_rows(&logit_rows), mean_rows(&cam_rows));
         let n = logits.len();
@@ -266,17 +264,7 @@ impl Classifier {
                 .collect::<Result<_, _>>()?;
             return Ok(mean_rows(&rows));
         }
-        let split = fit_split(split, &self.card.input);
-        let mut out = Vec::with_capacity(split.len());
-        let mut buf = Vec::new();
-        for start in (0..split.len()).step_by(batch.max(1)) {
-            buf.clear();
-            for i in start..(start + batch.max(1)).min(split.len()) {
-                normalise_into(split.image(i), &self.card.input, &mut buf);
-            }
-            out.extend(self.logits(&buf)?);
-        }
-        Ok(out)
+        in_batches(split, &self.card.input, batch, |inputs, _| self.logits(inputs))
     }
 }
 
@@ -288,6 +276,20 @@ pub fn net_logits(
     split: &Split,
     batch: usize,
 ) -> Result<Vec<f64>, MlError> {
+    in_batches(split, spec, batch, |inputs, n| {
+        let data = TensorData::new(inputs.to_vec(), [n, 1, spec.height, spec.width]);
+        Ok(read_f32(net.forward(Tensor::from_data(data, device)).into_data())?.into_iter().map(f64::from).collect())
+    })
+}
+
+/// Runs `f` on the normalised images of `split` (resized to the spec if needed), `batch` at
+/// a time (`f` gets the values and the number of images), and concatenates its answers.
+pub fn in_batches(
+    split: &Split,
+    spec: &InputSpec,
+    batch: usize,
+    mut f: impl FnMut(&[f32], usize) -> Result<Vec<f64>, MlError>,
+) -> Result<Vec<f64>, MlError> {
     let split = fit_split(split, spec);
     let batch = batch.max(1);
     let mut out = Vec::with_capacity(split.len());
@@ -298,10 +300,7 @@ pub fn net_logits(
         for i in start..end {
             normalise_into(split.image(i), spec, &mut buf);
         }
-        let data = TensorData::new(buf.clone(), [end - start, 1, spec.height, spec.width]);
-        let logits = net.forward(Tensor::from_data(data, device)).into_data();
-        let v: Vec<f32> = logits.try_to_vec::<f32>().map_err(|e| MlError::Device(format!("reading results: {e:?}")))?;
-        out.extend(v.into_iter().map(f64::from));
+        out.extend(f(&buf, end - start)?);
     }
     Ok(out)
 }

@@ -187,8 +187,9 @@ struct MemberOutcome {
     stopped_early: bool,
 }
 
-/// Trains one network (an ensemble member when `member`) with `seed`; `this_run` counts the
-/// epochs run in this invocation across members (for `stop_after`).
+/// Trains one network with `seed`; `label` is empty for a lone network and names the member
+/// of an ensemble (`member 2/5 `); `this_run` counts the epochs run in this invocation across
+/// members (for `stop_after`).
 #[allow(clippy::too_many_arguments)]
 fn train_member(
     train: &Split,
@@ -199,13 +200,11 @@ fn train_member(
     opts: &TrainOptions,
     seed: u64,
     ckpt: &Path,
-    member: bool,
     label: &str,
     this_run: &mut usize,
     runtime: &Runtime,
 ) -> Result<MemberOutcome, MlError> {
     let (w, h) = (train.width, train.height);
-    let data_sha = data_sha.to_string();
     let device = runtime.device.clone().autodiff();
     device.seed(seed);
     let mut net = opts.architecture.init(&device);
@@ -216,7 +215,7 @@ fn train_member(
     let mut state = LoopState {
         seed,
         epochs: opts.epochs,
-        data_sha256: data_sha.clone(),
+        data_sha256: data_sha.to_string(),
         epochs_done: 0,
         best_epoch: 0,
         best_auc: f64::NEG_INFINITY,
@@ -225,7 +224,7 @@ fn train_member(
         history: Vec::new(),
     };
     // An ensemble member that had not started when the run was interrupted starts afresh.
-    let started_before = state_path.is_file() || !member;
+    let started_before = state_path.is_file() || label.is_empty();
     if opts.resume && started_before {
         let text = std::fs::read_to_string(&state_path)
             .map_err(|e| MlError::Io(format!("--resume: no checkpoint at {}: {e}", state_path.display())))?;
@@ -407,7 +406,6 @@ pub fn train_on(
             opts,
             seed,
             &ckpt,
-            members > 1,
             &label,
             &mut this_run,
             runtime,

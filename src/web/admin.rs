@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Auth;
 use super::html::{self, Nav};
-use super::{AppState, WebError};
+use super::{blocking, AppState, WebError};
 use crate::ml::registry::Registry;
 use crate::security::password;
 use crate::security::rbac::Role;
@@ -59,9 +59,7 @@ fn users_page(
 }
 
 pub async fn users(State(st): State<AppState>, Extension(auth): Extension<Auth>) -> Result<Response, WebError> {
-    tokio::task::spawn_blocking(move || users_page(&st, &auth, String::new(), String::new(), StatusCode::OK))
-        .await
-        .map_err(WebError::internal)?
+    blocking(move || users_page(&st, &auth, String::new(), String::new(), StatusCode::OK)).await
 }
 
 /// Checks a user name: 1 to 64 characters, letters, digits, `.`, `_`, `-`.
@@ -84,7 +82,7 @@ pub async fn add_user(
     Extension(auth): Extension<Auth>,
     Form(f): Form<AddUserForm>,
 ) -> Result<Response, WebError> {
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         let name = f.name.trim().to_string();
         let fail = |m: String| users_page(&st, &auth, m, String::new(), StatusCode::UNPROCESSABLE_ENTITY);
         if let Err(m) = check_user_name(&name) {
@@ -103,11 +101,10 @@ pub async fn add_user(
         users_page(&st, &auth, format!("User {name} ({role}) added."), otp, StatusCode::OK)
     })
     .await
-    .map_err(WebError::internal)?
 }
 
 async fn set_disabled(st: AppState, auth: Auth, name: String, disabled: bool) -> Result<Response, WebError> {
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         let user = st.db.user(&name)?.ok_or_else(|| WebError::not_found(format!("no user {name}")))?;
         if disabled && user.id == auth.user_id {
             return users_page(
@@ -123,7 +120,6 @@ async fn set_disabled(st: AppState, auth: Auth, name: String, disabled: bool) ->
         Ok(Redirect::to("/admin/users").into_response())
     })
     .await
-    .map_err(WebError::internal)?
 }
 
 pub async fn disable_user(
@@ -158,9 +154,7 @@ fn destinations_page(st: &AppState, auth: &Auth, message: String, error: bool) -
 }
 
 pub async fn destinations(State(st): State<AppState>, Extension(auth): Extension<Auth>) -> Result<Response, WebError> {
-    tokio::task::spawn_blocking(move || destinations_page(&st, &auth, String::new(), false))
-        .await
-        .map_err(WebError::internal)?
+    blocking(move || destinations_page(&st, &auth, String::new(), false)).await
 }
 
 #[derive(Deserialize)]
@@ -176,7 +170,7 @@ pub async fn add_destination(
     Extension(auth): Extension<Auth>,
     Form(f): Form<DestinationForm>,
 ) -> Result<Response, WebError> {
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         let fail = |m: String| destinations_page(&st, &auth, m, true);
         let (name, ae, host) = (f.name.trim(), f.ae_title.trim(), f.host.trim());
         if name.is_empty() || name.len() > 64 {
@@ -199,7 +193,6 @@ pub async fn add_destination(
         Ok(Redirect::to("/admin/destinations").into_response())
     })
     .await
-    .map_err(WebError::internal)?
 }
 
 pub async fn delete_destination(
@@ -207,7 +200,7 @@ pub async fn delete_destination(
     Extension(auth): Extension<Auth>,
     Path(id): Path<i64>,
 ) -> Result<Response, WebError> {
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         if !st.db.delete_destination(id)? {
             return Err(WebError::not_found(format!("no destination {id}")));
         }
@@ -215,7 +208,6 @@ pub async fn delete_destination(
         Ok(Redirect::to("/admin/destinations").into_response())
     })
     .await
-    .map_err(WebError::internal)?
 }
 
 /// C-ECHO to a destination; the page says whether it answered.
@@ -224,7 +216,7 @@ pub async fn verify_destination(
     Extension(auth): Extension<Auth>,
     Path(id): Path<i64>,
 ) -> Result<Response, WebError> {
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         let d = st.db.destinations()?.into_iter().find(|d| d.id == id);
         let Some(d) = d else { return Err(WebError::not_found(format!("no destination {id}"))) };
         let r = crate::dicom::scu::echo(&st.ae_title, &d.ae_title, &d.host, d.port, std::time::Duration::from_secs(5));
@@ -236,7 +228,6 @@ pub async fn verify_destination(
         }
     })
     .await
-    .map_err(WebError::internal)?
 }
 
 #[derive(Template)]
@@ -269,11 +260,7 @@ pub async fn jobs(
         s @ ("queued" | "running" | "done" | "failed") => Some(s.to_string()),
         s => return Err(WebError::bad_request(format!("status {s:?}: queued, running, done or failed"))),
     };
-    let (jobs, counts) = tokio::task::spawn_blocking(move || -> Result<_, WebError> {
-        Ok((st.db.jobs(status.as_deref(), 200)?, st.db.job_counts()?))
-    })
-    .await
-    .map_err(WebError::internal)??;
+    let (jobs, counts) = blocking(move || Ok((st.db.jobs(status.as_deref(), 200)?, st.db.job_counts()?))).await?;
     let jobs = jobs
         .into_iter()
         .map(|j| {
@@ -301,7 +288,7 @@ pub async fn retry_job(
     Extension(auth): Extension<Auth>,
     Path(id): Path<i64>,
 ) -> Result<Response, WebError> {
-    let ok = tokio::task::spawn_blocking(move || st.db.retry_job(id)).await.map_err(WebError::internal)??;
+    let ok = blocking(move || Ok(st.db.retry_job(id)?)).await?;
     if !ok {
         return Err(WebError {
             status: StatusCode::CONFLICT,
@@ -331,11 +318,7 @@ struct ModelsPage {
 
 pub async fn models(State(st): State<AppState>, Extension(auth): Extension<Auth>) -> Result<Response, WebError> {
     let reg = Registry::new(&st.data_dir);
-    let all = tokio::task::spawn_blocking(move || reg.all().map(|all| (all, reg)))
-        .await
-        .map_err(WebError::internal)?
-        .map_err(WebError::internal)?;
-    let (entries, reg) = all;
+    let (entries, reg) = blocking(move || reg.all().map(|all| (all, reg)).map_err(WebError::internal)).await?;
     let models = entries
         .iter()
         .map(|e| ModelRow {
@@ -409,10 +392,7 @@ pub async fn model(
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
     let reg = Registry::new(&st.data_dir);
-    let entry = tokio::task::spawn_blocking(move || reg.all())
-        .await
-        .map_err(WebError::internal)?
-        .map_err(WebError::internal)?;
+    let entry = blocking(move || reg.all().map_err(WebError::internal)).await?;
     let Some(e) = entry.into_iter().find(|e| e.card.id() == id) else {
         return Err(WebError::not_found(format!("no model {id}")));
     };
@@ -482,13 +462,13 @@ fn human(bytes: u64) -> String {
 }
 
 pub async fn system(State(st): State<AppState>, Extension(auth): Extension<Auth>) -> Result<Response, WebError> {
-    let i = tokio::task::spawn_blocking(move || system_info(&st)).await.map_err(WebError::internal)??;
+    let i = blocking(move || system_info(&st)).await?;
     let (free, db) = (human(i.free_disk_bytes), human(i.database_bytes));
     Ok(html::render(StatusCode::OK, &SystemPage { nav: Nav::new(&auth, "system"), i, free, db }))
 }
 
 pub async fn system_json(State(st): State<AppState>) -> Result<Json<SystemInfo>, WebError> {
-    Ok(Json(tokio::task::spawn_blocking(move || system_info(&st)).await.map_err(WebError::internal)??))
+    Ok(Json(blocking(move || system_info(&st)).await?))
 }
 
 #[cfg(test)]

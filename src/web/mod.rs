@@ -99,6 +99,13 @@ impl WebError {
     }
 }
 
+/// Runs database or file work off the async runtime; a panicked task is an internal error.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, WebError> + Send + 'static,
+) -> Result<T, WebError> {
+    tokio::task::spawn_blocking(f).await.map_err(WebError::internal)?
+}
+
 impl std::fmt::Display for WebError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} ({})", self.message, self.status)

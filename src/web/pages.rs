@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Auth;
 use super::html::{self, Nav};
-use super::{AppState, WebError};
+use super::{blocking, AppState, WebError};
 use crate::pipeline::draft;
 use crate::security::rbac::Role;
 use crate::store::db::{Finding, ReportRefusal, Sort, StudyDetail, WorklistQuery, WorklistRow};
@@ -202,10 +202,6 @@ struct WorklistPage {
 #[template(path = "worklist_rows.html")]
 struct WorklistRows {
     part: RowsPart,
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, WebError> + Send + 'static) -> Result<T, WebError> {
-    tokio::task::spawn_blocking(f).await.map_err(WebError::internal)?
 }
 
 pub async fn worklist(
